@@ -1,0 +1,5 @@
+import sys
+
+from depressionmlp.cli import main
+
+sys.exit(main())

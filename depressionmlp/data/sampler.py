@@ -1,0 +1,132 @@
+"""`tf.data` pipelines: the paper's balanced training epoch and ordered evaluation.
+
+Fig. 5 stores segments as ``BDI_II_Score_XX/subject_ID_session/segments`` and each
+epoch draws 4 segments from every recording under every score. Every recording
+has one score, so that is 4 segments from every recording, drawn afresh each
+epoch, so that long recordings and frequent (low) scores do not dominate.
+
+The draw is stateless: epoch ``e`` under seed ``s`` always gives the same
+segments in the same order, and different epochs give different draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from depressionmlp.data.types import SegmentedRecording
+
+STREAMS = ("R_X", "R_Y", "R_AU")
+
+
+@dataclass
+class SegmentTable:
+    """Every segment of a list of recordings, concatenated.
+
+    Attributes:
+        arrays: stream name -> (S, M, N) float32, S = total segments.
+        labels: (S,) float32, the recording label of each segment.
+        recording: (S,) int32 index into ``recording_ids``.
+        offsets, counts: (R,) first segment and number of segments per recording.
+        recording_ids, subject_ids: (R,) str.
+        recording_labels: (R,) float32.
+    """
+
+    arrays: dict
+    labels: np.ndarray
+    recording: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    recording_ids: np.ndarray
+    subject_ids: np.ndarray
+    recording_labels: np.ndarray
+
+    @classmethod
+    def from_recordings(cls, recordings: list[SegmentedRecording], streams=STREAMS):
+        if not recordings:
+            raise ValueError("no recordings to sample from")
+        empty = [r.recording_id for r in recordings if r.n_segments == 0]
+        if empty:
+            raise ValueError(f"recordings without segments: {empty[:5]}")
+        counts = np.array([r.n_segments for r in recordings], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        arrays = {s: np.concatenate([getattr(r, s) for r in recordings]).astype(np.float32)
+                  for s in streams}
+        rec_labels = np.array([r.label for r in recordings], dtype=np.float32)
+        recording = np.repeat(np.arange(len(recordings), dtype=np.int32), counts)
+        return cls(arrays=arrays, labels=rec_labels[recording], recording=recording,
+                   offsets=offsets, counts=counts,
+                   recording_ids=np.array([r.recording_id for r in recordings]),
+                   subject_ids=np.array([r.subject_id for r in recordings]),
+                   recording_labels=rec_labels)
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def n_recordings(self) -> int:
+        return int(self.counts.shape[0])
+
+
+def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4) -> tf.Tensor:
+    """Segment indices of one balanced epoch, shuffled: (R * per_recording,) int64.
+
+    Each recording contributes exactly ``per_recording`` segments, drawn without
+    replacement when it has that many (with repeats, evenly, when it has fewer).
+    """
+    seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    u = tf.random.stateless_uniform([table.n_segments], seed=seed_pair, dtype=tf.float64)
+    # Sort by (recording, random key): each recording's segments stay in its own
+    # block [offset, offset + count) but in a fresh random order.
+    order = tf.argsort(tf.constant(table.recording, tf.float64) + 0.5 * u, stable=True)
+    j = tf.range(per_recording, dtype=tf.int64)
+    counts = tf.constant(table.counts)
+    pos = tf.constant(table.offsets)[:, None] + j[None, :] % counts[:, None]   # (R, k)
+    picked = tf.reshape(tf.gather(order, pos), [-1])
+    shuffle_seed = tf.stack([seed_pair[0] + 1, seed_pair[1]])
+    return tf.cast(tf.random.experimental.stateless_shuffle(picked, seed=shuffle_seed), tf.int64)
+
+
+def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int = 4,
+                     batch_size: int = 8, seed: int = 0, epochs: int | None = None,
+                     start_epoch: int = 0) -> tf.data.Dataset:
+    """Training pipeline: balanced epochs, shuffled, batched, prefetched.
+
+    Yields ``({stream: (b, M, N)}, label (b, 1))``. Each epoch is
+    ``ceil(R * per_recording / batch_size)`` batches (see :func:`steps_per_epoch`)
+    and batches never straddle two epochs. ``epochs=None`` repeats forever; give
+    Keras ``steps_per_epoch`` then.
+    """
+    arrays = {s: tf.constant(table.arrays[s]) for s in streams}
+    labels = tf.constant(table.labels[:, None])
+    stop = None if epochs is None else start_epoch + epochs
+    epochs_ds = (tf.data.Dataset.range(start_epoch, stop) if stop is not None
+                 else tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max))
+
+    def one_epoch(e):
+        idx = epoch_indices(table, e, seed, per_recording)
+        return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
+
+    def gather(idx):
+        return {s: tf.gather(a, idx) for s, a in arrays.items()}, tf.gather(labels, idx)
+
+    return (epochs_ds.flat_map(one_epoch)
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def steps_per_epoch(table: SegmentTable, per_recording: int = 4, batch_size: int = 8) -> int:
+    return int(np.ceil(table.n_recordings * per_recording / batch_size))
+
+
+def eval_dataset(table: SegmentTable, streams=STREAMS, batch_size: int = 256) -> tf.data.Dataset:
+    """Every segment once, in table order (recording by recording), inputs only.
+
+    Pair the predictions with ``table.recording_ids[table.recording]`` and
+    ``table.labels`` to aggregate per recording.
+    """
+    ds = tf.data.Dataset.from_tensor_slices({s: table.arrays[s] for s in streams})
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

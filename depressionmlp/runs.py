@@ -1,0 +1,92 @@
+"""Run directories, JSON written atomically, TOML configs as data.
+
+One run = one directory ``<base>/<name>-<YYYYmmdd-HHMMSS>[-k]`` holding
+``config.json`` (the resolved config), ``metrics.json``, checkpoints and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+from depressionmlp.errors import DataError
+
+
+def new_run_dir(base, name: str) -> Path:
+    """Create and return a fresh run directory under ``base``; never reuses one."""
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if (c.isalnum() or c in "-_.+") else "_" for c in name) or "run"
+    for k in range(1000):
+        path = base / (f"{safe}-{stamp}" + (f"-{k}" if k else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a run directory under {base}")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    elif hasattr(obj, "tolist"):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path, obj) -> None:
+    """JSON (NaN/inf written as null, numpy values as Python ones), atomically."""
+    write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def load_config(path) -> dict:
+    """Read a TOML config file as a dict; bad files raise DataError naming them."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "config file not found")
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(path, f"not valid TOML: {e}") from None
+
+
+def deep_update(base: dict, override: dict) -> dict:
+    """Recursively merge ``override`` into a copy of ``base`` (configs as data)."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
