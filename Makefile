@@ -1,0 +1,85 @@
+# depressionkit: two commands on a fresh machine
+#   make demo   create .venv, install, build the synthetic corpus, train + evaluate DepressionMLP, write a report
+#   make test   the test suite (default set: fast; `make test-slow` adds the long ones)
+# Experiments (DATA_ROOT points at the corpora, see README "Data layouts"):
+#   make ablation-dg CORPUS=avec2013|avec2014   Table III   make ablation-mg   Table IV
+#   make test-avec2013 | test-avec2014 | test-daic          make sweep-m       Fig. 4
+# GPU: when nvidia-smi answers, the venv gets tensorflow[and-cuda] and runs use XLA (--jit).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_ROOT ?= data
+OUT ?= outputs
+CORPUS ?= avec2013
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TF_EXTRA := $(if $(HAS_GPU),gpu,cpu)
+JIT ?= $(if $(HAS_GPU),--jit,)
+PYTEST_ARGS ?=
+export DATA_ROOT
+
+.PHONY: all venv demo test test-slow synth bench count clean \
+        ablation-dg ablation-mg sweep-m test-avec2013 test-avec2014 test-daic
+
+all: demo
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(TF_EXTRA),faces,dev]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+synth: venv
+	$(PY) -m depressionmlp synth --out $(DATA_ROOT)/synthetic
+
+demo: venv
+	$(PY) -m depressionmlp demo --data-root $(DATA_ROOT) --out $(OUT)/demo
+
+test: venv
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+count: venv
+	$(PY) -m depressionmlp count
+
+bench: venv
+	$(PY) -m depressionmlp.bench --out $(OUT)/bench
+
+# One run directory per config; then one table per target (markdown + JSON).
+define run_configs
+	@set -e; for cfg in $(2); do \
+	  $(PY) -m depressionmlp train --config $$cfg --corpus $(CORPUS) --out $(OUT)/$(1) $(JIT) --quiet; \
+	done; \
+	$(PY) -m depressionmlp summarize --runs $(OUT)/$(1) --out $(OUT)/$(1)/summary
+endef
+
+ablation-dg: venv
+	$(call run_configs,ablation-dg-$(CORPUS),$(wildcard experiments/table3_*.toml))
+
+ablation-mg: venv
+	$(call run_configs,ablation-mg-$(CORPUS),$(wildcard experiments/table4_*.toml))
+
+sweep-m: venv
+	$(call run_configs,sweep-m-$(CORPUS),$(wildcard experiments/fig4_m*.toml))
+
+test-avec2013: CORPUS = avec2013
+test-avec2013: venv
+	$(call run_configs,test-avec2013,experiments/test_avec2013.toml)
+
+test-avec2014: CORPUS = avec2014
+test-avec2014: venv
+	$(call run_configs,test-avec2014,experiments/test_avec2014.toml)
+
+test-daic: CORPUS = daic
+test-daic: venv
+	$(call run_configs,test-daic,experiments/test_daic.toml)
+
+-include mk/hmhn.mk
+
+clean:
+	rm -rf $(OUT) .cache

@@ -1,0 +1,19 @@
+"""Keras 3 layers of DepressionMLP (Sec. III) and its baselines.
+
+All layers are registered for ``.keras`` saving under the package name
+``"depressionmlp"`` and take / return (batch, M, N) float tensors.
+"""
+
+from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
+from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
+from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
+
+__all__ = [
+    "CrossAttentionFusion",
+    "CrossFrameGating",
+    "CrossLocationGating",
+    "DualGating",
+    "GatedMLPBlock",
+    "MutualGuidance",
+    "ScoreHead",
+]

@@ -1,0 +1,227 @@
+"""Mutual Guidance (MG) and the score head of DepressionMLP (Eq. 14-20).
+
+"C1_{M->k} on Q^T" (a ``Conv1D`` with kernel size 1 whose steps are Q's
+columns) is a ``keras.layers.Dense(k)`` applied to ``Q^T``; "C1_{1->N} on q"
+with q of shape (M, 1) is a ``Dense(N)`` on q's single channel. Every Conv and
+Dense has a bias.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+STREAMS = ("R_X", "R_Y", "R_AU")
+OUTPUT_ACTIVATIONS = ("relu", "linear")
+
+
+def _transpose(x):
+    """``X^T`` of every sample: ``(batch, a, b) -> (batch, b, a)``."""
+    return ops.transpose(x, (0, 2, 1))
+
+
+def _summarize_columns(dense, q):
+    """``ReLU(C1_{M->1}(Q^T))`` flattened: (batch, M, N) -> (batch, N)."""
+    return ops.squeeze(dense(_transpose(q)), axis=-1)
+
+
+def check_streams(layer_name, input_shape, expected):
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != expected \
+            or not all(isinstance(s, (list, tuple)) for s in input_shape):
+        raise ValueError(
+            f"{layer_name}: expects a list of {expected} tensors of shape "
+            f"(batch, M, N), got input shape {input_shape}.")
+    shapes = {tuple(s[-2:]) for s in input_shape}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"{layer_name}: all streams must share (M, N), got {sorted(shapes)}.")
+    m, n = next(iter(shapes))
+    if m is None or n is None:
+        raise ValueError(f"{layer_name}: M and N must be static, got ({m}, {n}).")
+    return int(m), int(n)
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class MutualGuidance(keras.layers.Layer):
+    """Mutual Guidance between keypoint (FKRS) and AU (AURS) streams, Eq. 14-18.
+
+    Inputs ``[Q_X, Q_Y, Q_AU]``, each (M, N) (batch axis omitted). Both masks
+    are computed from the unguided inputs.
+
+    FKRS guides AURS (``guide_au``, red arrow, "DG+GPU+Linear"):
+
+    - Eq. 14 ``q_X = ReLU(C1_{M->1}(Q_X^T))``, ``q_Y`` likewise (own C1)   (N, 1)
+    - Eq. 15 ``q_XY = ReLU(Dense_{2N->M}(concat_rows(q_X, q_Y)))``         (M, 1)
+    - Eq. 16 ``D_PU = sigmoid(C1_{1->N}(q_XY)) * Q_AU``                     (M, N)
+
+    AURS guides FKRS (``guide_keypoints``, orange arrow, "DG+GUP+Linear"):
+
+    - Eq. 17 ``q_AU = ReLU(Dense_{N->M}(ReLU(C1_{M->1}(Q_AU^T))))``         (M, 1)
+    - Eq. 18 ``D_UX = sigmoid(C1_{1->N}(q_AU)) * Q_X``; ``D_UY`` with the
+      same mask times ``Q_Y``                                               (M, N)
+
+    A stream whose guidance is switched off passes through unchanged.
+    Parameters at M=18, N=68: 2,640 (FKRS->AURS) + 1,397 (AURS->FKRS).
+
+    Args:
+        guide_au: apply the FKRS->AURS guidance (Eq. 14-16). Default True.
+        guide_keypoints: apply the AURS->FKRS guidance (Eq. 17-18). Default True.
+
+    Call args:
+        inputs: list ``[Q_X, Q_Y, Q_AU]``, each (batch, M, N).
+
+    Returns:
+        list ``[D_UX, D_UY, D_PU]``, each (batch, M, N).
+    """
+
+    def __init__(self, guide_au: bool = True, guide_keypoints: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if not (guide_au or guide_keypoints):
+            raise ValueError(
+                "MutualGuidance: at least one of guide_au / guide_keypoints must be "
+                "True; leave the layer out for no guidance.")
+        self.guide_au = bool(guide_au)
+        self.guide_keypoints = bool(guide_keypoints)
+        self.frames = None
+        self.locations = None
+
+    def build(self, input_shape):
+        m, n = check_streams(self.name, input_shape, 3)
+        self.frames, self.locations = m, n
+        if self.guide_au:
+            # Eq. 14: one C1_{M->1} per keypoint stream.
+            self.summarize_x = keras.layers.Dense(1, activation="relu", name="summarize_x")
+            self.summarize_x.build((None, n, m))
+            self.summarize_y = keras.layers.Dense(1, activation="relu", name="summarize_y")
+            self.summarize_y.build((None, n, m))
+            # Eq. 15: W_XY in R^{M x 2N}.
+            self.keypoint_dense = keras.layers.Dense(m, activation="relu", name="keypoint_dense")
+            self.keypoint_dense.build((None, 2 * n))
+            # Eq. 16: C1_{1->N}, the AU guidance mask.
+            self.au_mask = keras.layers.Dense(n, activation="sigmoid", name="au_mask")
+            self.au_mask.build((None, m, 1))
+        if self.guide_keypoints:
+            # Eq. 17: C1_{M->1} on Q_AU^T, then W_AU in R^{M x N}.
+            self.summarize_au = keras.layers.Dense(1, activation="relu", name="summarize_au")
+            self.summarize_au.build((None, n, m))
+            self.au_dense = keras.layers.Dense(m, activation="relu", name="au_dense")
+            self.au_dense.build((None, n))
+            # Eq. 18: C1_{1->N}, the keypoint guidance mask (shared by X and Y).
+            self.keypoint_mask = keras.layers.Dense(n, activation="sigmoid", name="keypoint_mask")
+            self.keypoint_mask.build((None, m, 1))
+        self.built = True
+
+    def call(self, inputs):
+        q_x, q_y, q_au = inputs
+        d_x, d_y, d_au = q_x, q_y, q_au
+        if self.guide_au:
+            s_x = _summarize_columns(self.summarize_x, q_x)                 # Eq. 14 (N,)
+            s_y = _summarize_columns(self.summarize_y, q_y)                 # Eq. 14 (N,)
+            q_xy = self.keypoint_dense(ops.concatenate([s_x, s_y], -1))     # Eq. 15 (M,)
+            mask = self.au_mask(ops.expand_dims(q_xy, -1))                  # (M, N)
+            d_au = mask * q_au                                              # Eq. 16
+        if self.guide_keypoints:
+            s_au = _summarize_columns(self.summarize_au, q_au)              # (N,)
+            q_a = self.au_dense(s_au)                                       # Eq. 17 (M,)
+            mask = self.keypoint_mask(ops.expand_dims(q_a, -1))             # (M, N)
+            d_x, d_y = mask * q_x, mask * q_y                               # Eq. 18
+        return [d_x, d_y, d_au]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(s) for s in input_shape]
+
+    def count_flops(self) -> int:
+        """2 x multiply-accumulates of the C1 / Dense layers, one segment."""
+        m, n = self.frames, self.locations
+        macs = 0
+        if self.guide_au:
+            macs += 2 * n * m + 2 * n * m + m * n     # Eq. 14, Eq. 15, Eq. 16
+        if self.guide_keypoints:
+            macs += n * m + n * m + m * n             # Eq. 17 (two maps), Eq. 18
+        return 2 * macs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"guide_au": self.guide_au, "guide_keypoints": self.guide_keypoints})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class ScoreHead(keras.layers.Layer):
+    """The "Linear" score head, Eq. 19-20, for 1, 2 or 3 streams.
+
+    For each stream ``D`` (M, N) (batch axis omitted), with its own C1:
+
+    - Eq. 19 ``s_D = ReLU(C1_{M->1}(D^T))``                       (N, 1)
+
+    then, over the k present streams in input order,
+
+    - Eq. 20 ``s = act(Dense_{kN->1}(concat_rows(s_1, ..., s_k)))``  scalar.
+
+    Parameters: ``k*(M + 1) + (k*N + 1)`` (262 at k=3, M=18, N=68).
+
+    Args:
+        num_streams: k, how many (batch, M, N) tensors the head takes (1-3).
+        output_activation: ``"relu"`` (default, Eq. 20) or ``"linear"``.
+
+    Call args:
+        inputs: one tensor or a list of ``num_streams`` tensors, (batch, M, N).
+
+    Returns:
+        the score, (batch, 1).
+    """
+
+    def __init__(self, num_streams: int = 3, output_activation: str = "relu", **kwargs):
+        super().__init__(**kwargs)
+        if int(num_streams) not in (1, 2, 3):
+            raise ValueError(f"ScoreHead: num_streams must be 1, 2 or 3, got {num_streams}.")
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"ScoreHead: output_activation must be one of {OUTPUT_ACTIVATIONS}, "
+                f"got {output_activation!r}.")
+        self.num_streams = int(num_streams)
+        self.output_activation = output_activation
+        self.frames = None
+        self.locations = None
+
+    def _as_list(self, x):
+        return list(x) if isinstance(x, (list, tuple)) else [x]
+
+    def build(self, input_shape):
+        shapes = input_shape if isinstance(input_shape, (list, tuple)) and \
+            input_shape and isinstance(input_shape[0], (list, tuple)) else [input_shape]
+        m, n = check_streams(self.name, shapes, self.num_streams)
+        self.frames, self.locations = m, n
+        self.stream_scores = []
+        for i in range(self.num_streams):
+            dense = keras.layers.Dense(1, activation="relu", name=f"stream_score_{i}")
+            dense.build((None, n, m))
+            self.stream_scores.append(dense)
+        self.out_dense = keras.layers.Dense(1, activation=self.output_activation, name="out")
+        self.out_dense.build((None, self.num_streams * n))
+        self.built = True
+
+    def call(self, inputs):
+        streams = self._as_list(inputs)
+        if len(streams) != self.num_streams:
+            raise ValueError(
+                f"ScoreHead: built for {self.num_streams} streams, called with {len(streams)}.")
+        scores = [_summarize_columns(dense, d)                  # Eq. 19 (N,) each
+                  for dense, d in zip(self.stream_scores, streams)]
+        joined = scores[0] if len(scores) == 1 else ops.concatenate(scores, axis=-1)
+        return self.out_dense(joined)                           # Eq. 20 (1,)
+
+    def compute_output_shape(self, input_shape):
+        shapes = input_shape if isinstance(input_shape[0], (list, tuple)) else [input_shape]
+        return (shapes[0][0], 1)
+
+    def count_flops(self) -> int:
+        """2 x multiply-accumulates of the per-stream C1 and the Dense, one segment."""
+        k, m, n = self.num_streams, self.frames, self.locations
+        return 2 * (k * n * m + k * n)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_streams": self.num_streams,
+                       "output_activation": self.output_activation})
+        return config
