@@ -269,7 +269,7 @@ def load_tables(cfg: dict, settings: SegmentSettings, splits, warn=None) -> dict
 
 
 def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None,
-          source="config") -> tuple[Path, dict]:
+          source="config", callbacks=()) -> tuple[Path, dict]:
     """Train one config; returns (run_dir, metrics dict). See the module docstring."""
     cfg = resolve_config(config, source)
     t, d = cfg["train"], cfg["data"]
@@ -295,14 +295,17 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     write_json_atomic(run_dir / "config.json", cfg)
 
     steps = steps_per_epoch(train_table, t["per_recording"], t["batch_size"])
-    ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
-                          batch_size=t["batch_size"], seed=t["seed"])
     selection = RecordingLevelSelection(dev_table, streams, run_dir, scale,
                                         patience=t["patience"], max_minutes=t["max_minutes"])
+    # A resumed run continues the epoch draws where the killed one stopped.
+    ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
+                          batch_size=t["batch_size"], seed=t["seed"],
+                          start_epoch=len(selection.history))
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         selection,
         keras.callbacks.TensorBoard(str(run_dir / "tb"), write_graph=False, profile_batch=0),
+        *callbacks,
     ]
     t0 = time.time()
     model.fit(ds, epochs=t["epochs"], steps_per_epoch=steps, callbacks=callbacks,

@@ -1,0 +1,160 @@
+"""`make bench`: speed and memory of both packages on this machine, as JSON.
+
+Measures, on a synthetic corpus generated into a temporary folder:
+    parse_mb_per_s        OpenFace CSV parsing (read_openface_csv)
+    segment_rec_per_s     Eq. 1-3 segmenting of parsed recordings
+    sampler_segments_per_s  the balanced tf.data pipeline, batches pulled
+    train_steps_per_s     DepressionMLP (DG+MG+Linear) at batch 8, jit_compile False / True
+    infer_segments_per_s  DepressionMLP prediction at batch 256
+    hmhn_images_per_s     HMHN (row E) training at 224x224, batch 8, jit False / True
+    peak_rss_mb           the process's peak resident memory
+
+Usage: python -m depressionmlp.bench [--out outputs/bench] [--quick] [--skip-hmhn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _timeit(fn, min_seconds=1.0, min_reps=1):
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        reps += 1
+        dt = time.perf_counter() - t0
+        if reps >= min_reps and dt >= min_seconds:
+            return dt / reps
+
+
+def bench_data(tmp: Path, quick: bool) -> dict:
+    from depressionmlp import synth
+    from depressionmlp.data.corpora import default_settings
+    from depressionmlp.data.openface import read_openface_csv
+    from depressionmlp.data.sampler import SegmentTable, balanced_dataset
+    from depressionmlp.data.segments import segment_recording
+    from depressionmlp.data.types import SegmentedRecording
+
+    root = tmp / "synthetic"
+    t0 = time.perf_counter()
+    synth.generate_corpus(root, n_subjects=12 if quick else 40, seed=0)
+    gen_s = time.perf_counter() - t0
+    files = sorted(root.glob("openface/*/*.csv"))
+    size_mb = sum(f.stat().st_size for f in files) / 2**20
+    t0 = time.perf_counter()
+    frames = [read_openface_csv(f) for f in files]
+    parse_s = time.perf_counter() - t0
+    settings = default_settings("synthetic")
+    t0 = time.perf_counter()
+    segs = [segment_recording(fr, settings) for fr in frames]
+    seg_s = time.perf_counter() - t0
+    recs = [SegmentedRecording(f"r{i}", f"s{i}", "train", float(i % 40), x, y, a)
+            for i, (x, y, a, _) in enumerate(segs)]
+    table = SegmentTable.from_recordings(recs)
+    ds = balanced_dataset(table, batch_size=8, seed=0)
+    it = iter(ds)
+    for _ in range(20):
+        next(it)
+    n = 2000 if not quick else 300
+    t0 = time.perf_counter()
+    for _ in range(n):
+        next(it)
+    samp_s = time.perf_counter() - t0
+    return {"corpus_files": len(files), "corpus_mb": round(size_mb, 1),
+            "synth_seconds": round(gen_s, 2),
+            "parse_mb_per_s": round(size_mb / parse_s, 1),
+            "segment_rec_per_s": round(len(files) / seg_s, 1),
+            "segments_total": int(table.n_segments),
+            "sampler_segments_per_s": round(n * 8 / samp_s, 0)}, table
+
+
+def bench_depressionmlp(table, quick: bool) -> dict:
+    import keras
+    from depressionmlp.data.sampler import balanced_dataset, eval_dataset
+    from depressionmlp.models import build_model
+    from depressionmlp.train import rmse_loss
+
+    out = {}
+    steps = 50 if quick else 300
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_model("DG+MG+Linear", "all")
+        model.compile(optimizer=keras.optimizers.Adam(2e-4, weight_decay=1e-4),
+                      loss=rmse_loss, jit_compile=jit)
+        ds = balanced_dataset(table, batch_size=8, seed=0)
+        model.fit(ds, steps_per_epoch=20, epochs=1, verbose=0)          # compile / warm up
+        t0 = time.perf_counter()
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        out[f"train_steps_per_s_jit_{str(jit).lower()}"] = round(
+            steps / (time.perf_counter() - t0), 1)
+    eds = eval_dataset(table, batch_size=256)
+    model.predict(eds, verbose=0)
+    t0 = time.perf_counter()
+    model.predict(eds, verbose=0)
+    out["infer_segments_per_s"] = round(table.n_segments / (time.perf_counter() - t0), 0)
+    out["params"] = int(model.count_params())
+    return out
+
+
+def bench_hmhn(quick: bool) -> dict:
+    import keras
+    import numpy as np
+    from hmhn.models import build_hmhn
+
+    size = 96 if quick else 224
+    out = {"hmhn_input_size": size}
+    x = np.random.default_rng(0).uniform(0, 255, (8, size, size, 3)).astype("float32")
+    y = np.random.default_rng(1).uniform(0, 40, (8, 1)).astype("float32")
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = build_hmhn(input_size=size)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=jit)
+        model.train_on_batch(x, y)
+        dt = _timeit(lambda: model.train_on_batch(x, y), min_seconds=3.0 if not quick else 1.0,
+                     min_reps=2)
+        out[f"hmhn_train_images_per_s_jit_{str(jit).lower()}"] = round(8 / dt, 2)
+    out["hmhn_params"] = int(model.count_params())
+    return out
+
+
+def main(argv=None) -> int:
+    from depressionmlp.clikit import quiet_tensorflow
+    quiet_tensorflow()
+    p = argparse.ArgumentParser(prog="depressionmlp.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="outputs/bench")
+    p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    p.add_argument("--skip-hmhn", action="store_true")
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+    from depressionmlp.runs import write_json_atomic
+
+    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+                          "tensorflow": tf.__version__, "python": platform.python_version()},
+              "quick": args.quick}
+    with tempfile.TemporaryDirectory() as tmp:
+        data, table = bench_data(Path(tmp), args.quick)
+    result["data"] = data
+    print(f"data: {data}", flush=True)
+    result["depressionmlp"] = bench_depressionmlp(table, args.quick)
+    print(f"depressionmlp: {result['depressionmlp']}", flush=True)
+    if not args.skip_hmhn:
+        result["hmhn"] = bench_hmhn(args.quick)
+        print(f"hmhn: {result['hmhn']}", flush=True)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out = Path(args.out) / "bench.json"
+    write_json_atomic(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Model builder for the eight models of Tables III-VI, and their sizes.
+
+A model is three named parts (Sec. III, Fig. 1):
+
+1. a per-stream block, applied to every input stream separately (one instance
+   per stream, not shared **[choice]**, option ``shared_stream_block``):
+   ``gMLP`` (:class:`GatedMLPBlock`), ``CLG`` / ``CFG`` (:class:`DualGating`
+   with one branch) or ``DG`` (:class:`DualGating`);
+2. a fusion of the three streams: none, ``CA`` (:class:`CrossAttentionFusion`),
+   ``GPU`` / ``GUP`` (:class:`MutualGuidance` with one arrow) or ``MG``;
+3. the "Linear" :class:`ScoreHead` (Eq. 19-20) over whichever streams exist.
+
+Inputs are a dict ``{"R_X", "R_Y", "R_AU"}`` (only those in the input set) of
+(batch, M, N) float32 tensors; the output is (batch, 1), named ``"score"``.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from depressionmlp.layers import (CrossAttentionFusion, DualGating, GatedMLPBlock,
+                                  MutualGuidance, ScoreHead)
+
+MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
+               "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
+
+INPUT_SETS = {"xy": ("R_X", "R_Y"), "au": ("R_AU",), "all": ("R_X", "R_Y", "R_AU")}
+
+# name -> (per-stream block, fusion)
+MODEL_PARTS = {
+    "gMLP+Linear": ("gMLP", None),
+    "CLG+Linear": ("CLG", None),
+    "CFG+Linear": ("CFG", None),
+    "DG+Linear": ("DG", None),
+    "DG+CA+Linear": ("DG", "CA"),
+    "DG+GPU+Linear": ("DG", "GPU"),
+    "DG+GUP+Linear": ("DG", "GUP"),
+    "DG+MG+Linear": ("DG", "MG"),
+}
+
+# Options accepted by build_model, with their defaults (the design's reading).
+DEFAULT_OPTIONS = {
+    # DualGating / CLG / CFG
+    "clg_softmax_over": "locations",   # [choice] Eq. 10 softmax over N
+    "cfg_softmax_over": "frames",      # [choice] L->F embedding softmax over M
+    "single_branch_conv": False,       # [choice] CLG/CFG ablations: no C2
+    "shared_stream_block": False,      # [choice] one block per stream
+    # gMLP baseline
+    "gmlp_width": None,                # [choice] D = 2N
+    "gmlp_depth": 1,                   # gMLP blocks per stream
+    "gmlp_spatial_init": "uniform",    # W2 ~ U(-1e-3, 1e-3), b2 = 1
+    "gmlp_spatial_norm": False,        # Eq. 5 as printed: no norm on Z2
+    # cross-attention baseline
+    "ca_num_heads": 4,
+    "ca_key_dim": None,                # N // heads
+    "ca_dropout": 0.0,
+    # head
+    "output_activation": "relu",       # Eq. 20; "linear" as an option
+}
+
+
+def allowed_input_sets(name: str) -> tuple[str, ...]:
+    """Input sets a model accepts: fusion models need all three streams."""
+    _check_name(name)
+    return tuple(INPUT_SETS) if MODEL_PARTS[name][1] is None else ("all",)
+
+
+def _check_name(name):
+    if name not in MODEL_PARTS:
+        raise ValueError(f"Unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}.")
+
+
+def _resolve_inputs(name, inputs):
+    """Input-set key ('xy' | 'au' | 'all') or the matching tuple of stream names."""
+    key = inputs
+    if isinstance(inputs, (list, tuple)):
+        matches = [k for k, v in INPUT_SETS.items() if tuple(inputs) == v]
+        key = matches[0] if matches else None
+    if key not in INPUT_SETS:
+        raise ValueError(
+            f"Unknown input set {inputs!r}; allowed: "
+            + ", ".join(f"{k!r} {v}" for k, v in INPUT_SETS.items()) + ".")
+    allowed = allowed_input_sets(name)
+    if key not in allowed:
+        raise ValueError(
+            f"Model {name!r} does not accept inputs={key!r}: it fuses keypoint and AU "
+            f"streams and needs all three; allowed input sets: {', '.join(allowed)}. "
+            f"Models that accept 'xy' or 'au': "
+            f"{', '.join(n for n in MODEL_NAMES if MODEL_PARTS[n][1] is None)}.")
+    return key
+
+
+def _resolve_options(options):
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown model option(s) {unknown}; allowed: {sorted(DEFAULT_OPTIONS)}.")
+    merged = dict(DEFAULT_OPTIONS)
+    merged.update(options)
+    return merged
+
+
+def _stream_block(block, opts, name):
+    """One per-stream block instance: (batch, M, N) -> (batch, M, N)."""
+    if block == "gMLP":
+        layers = [GatedMLPBlock(width=opts["gmlp_width"], spatial_init=opts["gmlp_spatial_init"],
+                                spatial_norm=opts["gmlp_spatial_norm"],
+                                name=name if opts["gmlp_depth"] == 1 else f"{name}_{i}")
+                  for i in range(int(opts["gmlp_depth"]))]
+        if not layers:
+            raise ValueError(f"gmlp_depth must be >= 1, got {opts['gmlp_depth']}.")
+        return layers
+    branches = {"DG": "both", "CLG": "clg", "CFG": "cfg"}[block]
+    return [DualGating(branches=branches, clg_softmax_over=opts["clg_softmax_over"],
+                       cfg_softmax_over=opts["cfg_softmax_over"],
+                       single_branch_conv=opts["single_branch_conv"], name=name)]
+
+
+def _fusion(fusion, opts):
+    if fusion == "CA":
+        return CrossAttentionFusion(num_heads=opts["ca_num_heads"], key_dim=opts["ca_key_dim"],
+                                    dropout=opts["ca_dropout"], name="cross_attention")
+    if fusion in ("GPU", "GUP", "MG"):
+        return MutualGuidance(guide_au=fusion in ("GPU", "MG"),
+                              guide_keypoints=fusion in ("GUP", "MG"),
+                              name="mutual_guidance")
+    raise ValueError(f"Unknown fusion {fusion!r}.")
+
+
+def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 18,
+                n_points: int = 68, **options) -> keras.Model:
+    """Build one of :data:`MODEL_NAMES` as a functional Keras model.
+
+    Args:
+        name: one of :data:`MODEL_NAMES` (default "DG+MG+Linear" = DepressionMLP).
+        inputs: ``"xy"``, ``"au"`` or ``"all"`` (or the tuple of stream names
+            in :data:`INPUT_SETS`). The four fusion models accept only "all".
+        segment_length: M, frames per segment (18). Must be even for the
+            DG / CLG / CFG blocks.
+        n_points: N, columns per stream (68). Must be even for DG / CLG / CFG.
+        **options: see :data:`DEFAULT_OPTIONS`: ``clg_softmax_over``
+            ("locations"), ``cfg_softmax_over`` ("frames"), ``single_branch_conv``
+            (False), ``shared_stream_block`` (False), ``gmlp_width`` (None -> 2N),
+            ``gmlp_depth`` (1), ``gmlp_spatial_init`` ("uniform"),
+            ``gmlp_spatial_norm`` (False), ``ca_num_heads`` (4), ``ca_key_dim``
+            (None -> N // heads), ``ca_dropout`` (0.0), ``output_activation``
+            ("relu" per Eq. 20, or "linear").
+
+    Returns:
+        ``keras.Model`` named e.g. "DG_MG_Linear", inputs a dict of
+        ``keras.Input((M, N), name=stream)``, output (batch, 1) named "score".
+
+    Raises:
+        ValueError: unknown name / input set / option, a fusion model with
+            fewer than three streams, or odd M / N for a gating block.
+    """
+    _check_name(name)
+    key = _resolve_inputs(name, inputs)
+    opts = _resolve_options(options)
+    block, fusion = MODEL_PARTS[name]
+    for what, value in (("segment_length", segment_length), ("n_points", n_points)):
+        if int(value) != value or int(value) < 1:
+            raise ValueError(f"{what} must be a positive integer, got {value!r}.")
+        if block != "gMLP" and int(value) % 2:
+            raise ValueError(
+                f"{what} must be even for {name!r}: the {block} block splits frames "
+                f"(M) and locations (N) into halves; got {value}.")
+    m, n = int(segment_length), int(n_points)
+
+    streams = INPUT_SETS[key]
+    model_inputs = {s: keras.Input(shape=(m, n), name=s, dtype="float32") for s in streams}
+    shared = _stream_block(block, opts, f"shared_{block.lower()}") \
+        if opts["shared_stream_block"] else None
+    outputs = []
+    for s in streams:
+        layers = shared or _stream_block(block, opts, f"{s}_{block.lower()}")
+        x = model_inputs[s]
+        for layer in layers:
+            x = layer(x)
+        outputs.append(x)
+    if fusion is not None:
+        outputs = _fusion(fusion, opts)(outputs)
+    score = ScoreHead(num_streams=len(outputs), output_activation=opts["output_activation"],
+                      name="score")(outputs if len(outputs) > 1 else outputs[0])
+    return keras.Model(inputs=model_inputs, outputs=score, name=name.replace("+", "_"))
+
+
+def build_from_config(config: dict) -> keras.Model:
+    """``build_model`` from a dict ``{"name", "inputs", "segment_length",
+    "n_points", **options}``; missing keys take build_model's defaults."""
+    cfg = dict(config)
+    kwargs = {k: cfg.pop(k) for k in ("name", "inputs", "segment_length", "n_points")
+              if k in cfg}
+    return build_model(**kwargs, **cfg)
+
+
+def _layer_flops(layer) -> int:
+    if hasattr(layer, "count_flops"):
+        return int(layer.count_flops())
+    if isinstance(layer, keras.layers.Dense):
+        shape = layer.input.shape if hasattr(layer, "input") else None
+        rows = 1
+        for d in (shape[1:-1] if shape is not None else ()):
+            rows *= int(d)
+        return 2 * rows * int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+    if layer.weights:
+        raise ValueError(f"count: no FLOP rule for layer {layer.name!r} "
+                         f"({layer.__class__.__name__}).")
+    return 0
+
+
+def count(model: keras.Model) -> dict:
+    """Parameters and FLOPs of one forward pass of one segment (batch 1).
+
+    Convention (analytical, per layer): FLOPs = 2 x multiply-accumulates of
+    every linear map (Dense / Conv1D / 1x1 Conv2D / einsum projections, and the
+    attention score ``Q K^T`` and weighted sum ``A V``). Bias adds,
+    activations, softmax, LayerNorm, gating products and residual adds are not
+    counted (they are O(M*N) per layer, under 1 % here). A layer applied to k
+    streams (``shared_stream_block``) counts k times.
+
+    Returns:
+        ``{"params": int, "flops": int}``; params are all weights (trainable
+        plus non-trainable).
+    """
+    flops = 0
+    for layer in model.layers:
+        calls = max(1, len(getattr(layer, "_inbound_nodes", []) or [None]))
+        flops += calls * _layer_flops(layer)
+    return {"params": int(model.count_params()), "flops": int(flops)}
+
+
+def count_all(segment_length: int = 18, n_points: int = 68, inputs="all",
+              **options) -> dict:
+    """``{name: count(build_model(name, inputs, ...))}`` for every model that
+    accepts ``inputs`` (all eight for "all", Table VI)."""
+    table = {}
+    for name in MODEL_NAMES:
+        if _resolve_key_quietly(inputs) in allowed_input_sets(name):
+            model = build_model(name, inputs, segment_length, n_points, **options)
+            table[name] = count(model)
+    return table
+
+
+def _resolve_key_quietly(inputs):
+    if isinstance(inputs, (list, tuple)):
+        for k, v in INPUT_SETS.items():
+            if tuple(inputs) == v:
+                return k
+    return inputs

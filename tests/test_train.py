@@ -1,0 +1,152 @@
+"""End to end on a small generated corpus: train, select, evaluate, predict, export."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from depressionmlp import synth, train
+from depressionmlp.cli import main
+from depressionmlp.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    manifest = synth.generate_corpus(root / "synthetic", n_subjects=24, seed=11,
+                                     duration_s=(20, 30))
+    return root, manifest
+
+
+def _config(root, **train_over):
+    t = {"epochs": 30, "seed": 0, "verbose": 0}
+    t.update(train_over)
+    return {"name": "t", "model": {"name": "DG+MG+Linear", "inputs": "all"},
+            "data": {"corpus": "synthetic", "data_root": str(root)}, "train": t}
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    root, manifest = corpus
+    out = tmp_path_factory.mktemp("runs")
+    run_dir, result = train.train(_config(root), out_base=out)
+    return run_dir, result, manifest
+
+
+def test_depressionmlp_beats_mean_predictor(trained):
+    run_dir, result, manifest = trained
+    for split in ("dev", "test"):
+        r = result["splits"][split]
+        mean_rmse = r["mean_predictor"]["rmse"]
+        # a clear margin over predicting the training mean, on held-out subjects
+        assert r["rmse"] < 0.85 * mean_rmse, (split, r["rmse"], mean_rmse)
+    assert result["params"] == 42192
+
+
+def test_run_directory_contents(trained):
+    run_dir, result, _ = trained
+    for name in ("config.json", "best.keras", "metrics.json", "history.json",
+                 "predictions_dev.csv", "predictions_test.csv"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "tb").rglob("*tfevents*"))
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["train"]["learning_rate"] == 2e-4 and cfg["train"]["batch_size"] == 8
+    assert cfg["resolved"]["segment"]["segment_length"] == 18
+    hist = json.loads((run_dir / "history.json").read_text())
+    best = min(h["dev_rmse"] for h in hist)
+    assert result["splits"]["dev"]["rmse"] == pytest.approx(best, rel=1e-4)
+    lines = (run_dir / "predictions_test.csv").read_text().splitlines()
+    assert lines[0].startswith("recording_id,subject_id,true,predicted")
+    assert len(lines) - 1 == result["splits"]["test"]["n"]
+
+
+def test_predict_cli_on_fresh_openface_file(trained, corpus, capsys):
+    run_dir, _, _ = trained
+    root, _ = corpus
+    csv = sorted((root / "synthetic" / "openface" / "test").glob("*.csv"))[0]
+    assert main(["predict", "--model", str(run_dir), "--openface", str(csv), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["segments"] == len(out["segment_scores"]) > 0
+    assert out["score"] == pytest.approx(np.mean(out["segment_scores"]), rel=1e-5)
+    assert out["severity"] in ("minimal", "mild", "moderate", "severe")
+
+
+def test_evaluate_cli_matches_training_metrics(trained, corpus, capsys):
+    run_dir, result, _ = trained
+    assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["rmse"] == pytest.approx(result["splits"]["test"]["rmse"], rel=1e-4)
+
+
+def test_export_savedmodel_and_tflite_same_predictions(trained, tmp_path):
+    import tensorflow as tf
+    from depressionmlp.export import export_run
+    run_dir, _, _ = trained
+    paths = export_run(run_dir, tmp_path / "export", tflite=True)
+    model, cfg = train.load_run(run_dir)
+    rng = np.random.default_rng(0)
+    x = {s: rng.uniform(0, 1, (3, 18, 68)).astype("float32") for s in ("R_X", "R_Y", "R_AU")}
+    want = model.predict(x, verbose=0)
+    loaded = tf.saved_model.load(str(paths["saved_model"]))
+    got = loaded.serve(x)
+    got = got if not isinstance(got, dict) else next(iter(got.values()))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+    interp = tf.lite.Interpreter(model_path=str(paths["tflite"]))
+    runner = interp.get_signature_runner()
+    res = runner(**{k: v[:1] for k, v in x.items()})
+    np.testing.assert_allclose(np.asarray(next(iter(res.values()))), want[:1], rtol=1e-3, atol=1e-3)
+    with pytest.raises(DataError, match="not empty"):
+        export_run(run_dir, tmp_path / "export")
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter(__import__("keras").callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise _Killed()
+
+
+def test_killed_run_resumes_where_it_stopped(corpus, tmp_path):
+    root, _ = corpus
+    with pytest.raises(_Killed):
+        train.train(_config(root, epochs=4), out_base=tmp_path, callbacks=[_KillAfter(2)])
+    (run_dir,) = list(tmp_path.iterdir())
+    assert (run_dir / "backup").exists() and (run_dir / "best.keras").exists()
+    sel = json.loads((run_dir / "selection.json").read_text())
+    assert [h["epoch"] for h in sel["history"]] == [1, 2]
+    run_dir2, result = train.train(_config(root, epochs=4), resume_dir=run_dir)
+    sel = json.loads((run_dir2 / "selection.json").read_text())
+    assert run_dir2 == run_dir
+    assert [h["epoch"] for h in sel["history"]] == [1, 2, 3, 4]   # epochs 3-4 only, not again 1-4
+    assert not (run_dir / "backup").exists() or not any((run_dir / "backup").iterdir())
+
+
+def test_corrupt_model_file_one_line_exit_2(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.keras").write_bytes(b"not a zip file")
+    (run / "config.json").write_text("{}")
+    proc = subprocess.run([sys.executable, "-m", "depressionmlp", "predict", "--model", str(run),
+                           "--openface", "x.csv"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "best.keras" in proc.stderr and "not a readable .keras model" in proc.stderr
+
+
+def test_bad_config_key_and_value(tmp_path):
+    with pytest.raises(DataError, match="unknown config key 'train.epoch'"):
+        train.resolve_config({"train": {"epoch": 3}}, "x.toml")
+    with pytest.raises(DataError, match="train.batch_size must be a positive integer"):
+        train.resolve_config({"train": {"batch_size": 0}}, "x.toml")
+    with pytest.raises(DataError, match="data.corpus must be one of"):
+        train.resolve_config({"data": {"corpus": "avec2015"}}, "x.toml")
