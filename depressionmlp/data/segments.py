@@ -1,0 +1,303 @@
+"""From per-frame tracking to short-term representation sequences (Eq. 1-3).
+
+A recording's frames are down-sampled (30 -> 6 fps: keep every 5th frame), the
+frames OpenFace failed to track are dropped, and the rest is cut into segments of
+M consecutive frames with a stride (50 % overlap). Each segment gives three
+(M, N) matrices (Eq. 1):
+
+- ``R_X``, ``R_Y``: landmark pixels divided by max(frame height, width)  (Eq. 2)
+- ``R_AU``: the P AU columns widened to N = 68 columns                    (Eq. 3)
+
+Dropped frames are never filled with zeros: the kept frames are split into runs of
+consecutive down-sampled frames and a segment never spans a gap **[choice]**.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from depressionmlp.data.openface import dependency_paths, read_recording
+from depressionmlp.data.types import (OpenFaceFrames, RecordingSource, SegmentedRecording,
+                                      SegmentSettings)
+from depressionmlp.errors import DataError
+
+CACHE_VERSION = 1
+
+
+class ShortRecordingError(DataError):
+    """A DataError for a recording with too few usable frames for one segment."""
+
+
+# ----------------------------------------------------------------------------- Eq. 1-3
+
+def downsample_step(fps_in: float, fps: float) -> int:
+    """Frames between kept frames: round(fps_in / fps), at least 1 (30 -> 6 fps: 5)."""
+    if fps <= 0 or fps_in <= 0:
+        raise ValueError(f"frame rates must be positive, got fps_in={fps_in}, fps={fps}")
+    return max(1, int(round(fps_in / fps)))
+
+
+def downsample(frames, fps_in: float, fps: float):
+    """Keep every round(fps_in / fps)-th frame by row position, starting with the first.
+
+    Args:
+        frames: an array with frames on axis 0, shape (T, ...), or OpenFaceFrames.
+        fps_in, fps: frame rate of the input and of the output.
+
+    Returns:
+        The same kind of object with ceil(T / step) frames.
+    """
+    step = downsample_step(fps_in, fps)
+    if isinstance(frames, OpenFaceFrames):
+        return OpenFaceFrames(
+            path=frames.path, frame=frames.frame[::step], timestamp=frames.timestamp[::step],
+            success=frames.success[::step], confidence=frames.confidence[::step],
+            x=frames.x[::step], y=frames.y[::step], au=frames.au[::step],
+            au_names=list(frames.au_names))
+    return frames[::step]
+
+
+def normalise_landmarks(v, frame_size) -> np.ndarray:
+    """Eq. 2: R = R_hat / max(I_r, I_c).
+
+    Args:
+        v: landmark pixels, any shape (e.g. (T, 68) or (S, M, 68)).
+        frame_size: (height, width) = (I_r, I_c) of the video frame.
+
+    Returns:
+        float32 array of v's shape, in [0, 1] for points inside the frame.
+    """
+    h, w = frame_size
+    return (np.asarray(v, np.float32) / np.float32(max(h, w))).astype(np.float32)
+
+
+def _widen_eq3(au: np.ndarray) -> np.ndarray:
+    """Eq. 3 as printed, for N = 2P - 2 columns (P = 35 -> 68).
+
+    1-based j = 1..N: odd j -> column (j + 1) / 2; even j -> mean of columns j / 2
+    and j / 2 + 1.
+    """
+    p = au.shape[-1]
+    n = 2 * p - 2
+    out = np.empty(au.shape[:-1] + (n,), np.float32)
+    for j in range(1, n + 1):
+        if j % 2 == 1:
+            out[..., j - 1] = au[..., (j + 1) // 2 - 1]
+        else:
+            out[..., j - 1] = (au[..., j // 2 - 1] + au[..., j // 2]) / 2
+    return out
+
+
+def _widen_interp(au: np.ndarray, n_points: int) -> np.ndarray:
+    """Linear interpolation of the P columns at positions k (P - 1) / N, k = 0..N-1.
+
+    Column k of the output samples the AU axis (0-based positions 0..P-1) at
+    k (P - 1) / N, i.e. ``np.interp`` along the last axis. For N = 2P - 2 the
+    positions are 0, 0.5, 1, ..., P - 1.5: exactly Eq. 3.
+    """
+    p = au.shape[-1]
+    pos = np.arange(n_points, dtype=np.float64) * (p - 1) / n_points
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, p - 1)
+    frac = (pos - lo).astype(np.float32)
+    return (au[..., lo] * (1 - frac) + au[..., hi] * frac).astype(np.float32)
+
+
+def widen_aus(au, n_points: int = 68) -> np.ndarray:
+    """Eq. 3: widen P AU columns to ``n_points`` columns.
+
+    For n_points = 2P - 2 (P = 35 -> 68, OpenFace 2.x) this is Eq. 3 as printed;
+    for other P (DAIC-WOZ: 20) it is linear interpolation onto n_points columns at
+    positions k (P - 1) / n_points **[choice]**, which equals Eq. 3 when
+    n_points = 2P - 2.
+
+    Args:
+        au: (..., P) AU values, P >= 2.
+        n_points: N, output columns.
+
+    Returns:
+        (..., N) float32.
+    """
+    au = np.asarray(au, np.float32)
+    p = au.shape[-1]
+    if p < 2:
+        raise ValueError(f"need at least 2 AU columns to widen, got {p}")
+    if n_points == 2 * p - 2:
+        return _widen_eq3(au)
+    return _widen_interp(au, n_points)
+
+
+# ----------------------------------------------------------------------------- segmenting
+
+def kept_mask(frames: OpenFaceFrames, min_confidence: float) -> np.ndarray:
+    """(T,) bool: tracked (success) with confidence >= min_confidence and finite values."""
+    ok = frames.success & (frames.confidence >= min_confidence)
+    finite = (np.isfinite(frames.x).all(1) & np.isfinite(frames.y).all(1)
+              & np.isfinite(frames.au).all(1))
+    return ok & finite
+
+
+def run_starts(keep: np.ndarray, frame_no: np.ndarray | None, step: int,
+               length: int, stride: int) -> np.ndarray:
+    """Segment start positions among the kept frames (indices into ``keep.nonzero()``).
+
+    Runs are maximal stretches of consecutive kept down-sampled frames; if frame
+    numbers are given, a jump other than ``step`` between neighbours (rows missing
+    from the file) also ends a run. Within a run of L frames the starts are
+    0, stride, ... while start + length <= L.
+    """
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        return np.zeros(0, np.int64)
+    brk = np.diff(idx) != 1
+    if frame_no is not None:
+        brk |= np.diff(frame_no[idx]) != step
+    bounds = np.concatenate([[0], np.flatnonzero(brk) + 1, [len(idx)]])
+    starts = [np.arange(a, b - length + 1, stride) for a, b in zip(bounds[:-1], bounds[1:])
+              if b - a >= length]
+    return np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
+
+
+def _longest_run(keep: np.ndarray) -> int:
+    best = cur = 0
+    for k in keep:
+        cur = cur + 1 if k else 0
+        best = max(best, cur)
+    return best
+
+
+def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None = None):
+    """Cut one recording into segments (Eq. 1-3).
+
+    Args:
+        frames: the recording (T frames at ``settings.fps_in``).
+        settings: SegmentSettings (defaults: 30 -> 6 fps, M = 18, stride 9).
+
+    Returns:
+        (R_X, R_Y, R_AU, info): R_X, R_Y (S, M, 68) float32 (Eq. 2), R_AU
+        (S, M, N) float32 (Eq. 3), info a dict with frames_total (T),
+        frames_dropped (failed frames among the T), frames_sampled (after
+        down-sampling), frames_kept (down-sampled frames used), segments (S),
+        step, fps.
+
+    Raises:
+        ShortRecordingError (a DataError): fewer usable frames than one segment,
+            or no gap-free run of M.
+    """
+    s = settings or SegmentSettings()
+    step = downsample_step(s.fps_in, s.fps)
+    m = int(s.segment_length)
+    if m < 1 or s.stride < 1:
+        raise ValueError(f"segment_length and stride must be >= 1, got {m}, {s.stride}")
+    keep_all = kept_mask(frames, s.min_confidence)
+    keep = keep_all[::step]
+    frame_no = frames.frame[::step]
+    starts = run_starts(keep, frame_no, step, m, int(s.stride))
+    info = {"frames_total": frames.n_frames,
+            "frames_dropped": int((~keep_all).sum()),
+            "frames_sampled": int(len(keep)),
+            "frames_kept": int(keep.sum()),
+            "segments": int(len(starts)), "step": step, "fps": s.fps}
+    if len(starts) == 0:
+        k = info["frames_kept"]
+        fps = f"{s.fps:g} fps"
+        if k < m:
+            problem = f"only {k} usable frames at {fps}, a segment needs {m}"
+        else:
+            problem = (f"{k} usable frames at {fps} but tracking gaps leave at most "
+                       f"{_longest_run(keep)} in a row, a segment needs {m} consecutive")
+        raise ShortRecordingError(frames.path, f"{problem} ({info['frames_dropped']} of "
+                                     f"{info['frames_total']} frames failed tracking)")
+    rows = np.flatnonzero(keep) * step            # positions in the full-rate arrays
+    win = rows[starts[:, None] + np.arange(m)[None, :]]   # (S, M)
+    r_x = normalise_landmarks(frames.x[win], s.frame_size)
+    r_y = normalise_landmarks(frames.y[win], s.frame_size)
+    r_au = widen_aus(frames.au[win], s.n_points)
+    return r_x, r_y, r_au, info
+
+
+# ----------------------------------------------------------------------------- cache
+
+def cache_key(path, settings: SegmentSettings) -> str:
+    """Hash of (absolute path, size, mtime_ns of every file read, settings, version)."""
+    parts = [f"v{CACHE_VERSION}", json.dumps(settings.to_dict(), sort_keys=True)]
+    for p in dependency_paths(path):
+        p = Path(p).absolute()
+        try:
+            st = p.stat()
+            parts.append(f"{p}|{st.st_size}|{st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{p}|missing")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def _cache_file(cache_dir, source: RecordingSource, key: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.recording_id)
+    return Path(cache_dir) / f"{safe}-{key}.npz"
+
+
+def _write_npz_atomic(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_cache(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            info = json.loads(str(z["info"]))
+            return z["R_X"], z["R_Y"], z["R_AU"], info
+    except (OSError, ValueError, KeyError):
+        return None                         # missing or corrupt: re-parse
+
+
+def load_segmented(source: RecordingSource, settings: SegmentSettings | None = None,
+                   cache_dir=None) -> SegmentedRecording:
+    """Read and segment one recording, through an optional .npz cache.
+
+    Args:
+        source: where the recording is and what its label is.
+        settings: SegmentSettings.
+        cache_dir: folder for ``<recording_id>-<key>.npz`` files; None = no cache.
+            The key hashes the absolute path, size and mtime_ns of the file(s) read
+            and the settings, so a changed file or setting is re-parsed; files are
+            written atomically (temporary file + os.replace).
+
+    Returns:
+        SegmentedRecording with (S, M, N) float32 streams; ``meta`` holds the
+        segmenting info, the source path and whether it came from the cache.
+    """
+    s = settings or SegmentSettings()
+    hit = None
+    if cache_dir is not None:
+        cfile = _cache_file(cache_dir, source, cache_key(source.path, s))
+        hit = _read_cache(cfile) if cfile.exists() else None
+    if hit is None:
+        r_x, r_y, r_au, info = segment_recording(read_recording(source.path), s)
+        if cache_dir is not None:
+            _write_npz_atomic(cfile, R_X=r_x, R_Y=r_y, R_AU=r_au,
+                              info=np.array(json.dumps(info)))
+    else:
+        r_x, r_y, r_au, info = hit
+    meta = dict(info, path=source.path, label_path=source.label_path,
+                cached=hit is not None)
+    return SegmentedRecording(
+        recording_id=source.recording_id, subject_id=source.subject_id,
+        split=source.split, label=float(source.label), R_X=r_x, R_Y=r_y, R_AU=r_au,
+        frames_total=int(info["frames_total"]), frames_dropped=int(info["frames_dropped"]),
+        meta=meta)

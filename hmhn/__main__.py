@@ -1,0 +1,5 @@
+import sys
+
+from hmhn.cli import main
+
+sys.exit(main())

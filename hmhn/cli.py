@@ -1,0 +1,313 @@
+"""`python -m hmhn <command>` (also the `hmhn` console script).
+
+Commands:
+    train --config experiments/hmhn_default.toml [--data-root D] [--out outputs/hmhn] [--quick]
+                                        train one config; one run directory per run
+    evaluate --model RUN --split test   video-level metrics of a trained run
+    count [--json]                      parameters per configuration vs the paper's Table 5
+    synth [--out DIR]                   write the synthetic face corpus (hmhn.data.synth)
+    explain --model RUN --images DIR --out DIR
+                                        per-head attention maps over faces (Fig. 1), PNG
+    bench [--size 224 --batch 8 --jit]  training images/s on random data
+    demo [--data-root D --out DIR]      synth + quick training + evaluation + report.md
+
+``--quick`` (or ``QUICK=1``) merges the config's ``[quick]`` table: a small input size
+for CPU runs. Bad input of any kind ends with one line ``hmhn: error: <file>: <problem>``
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from depressionmlp.clikit import guarded, quiet_tensorflow
+from depressionmlp.errors import DataError
+
+SYNTH_CORPUS = "synthetic-faces"
+
+
+def _print_json(obj) -> None:
+    from depressionmlp.runs import _jsonable
+    print(json.dumps(_jsonable(obj), indent=2))
+
+
+def _f(v, nd=2) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return f"{v:.{nd}f}"
+
+
+def format_result_table(result: dict) -> str:
+    """Video-level table: model vs the mean predictor, per split."""
+    lines = [f"{result.get('name', 'model')}: video-level results",
+             f"{'split':<6} {'videos':>6} {'RMSE':>7} {'MAE':>7} {'R2':>7} | "
+             f"{'mean-pred RMSE':>14} {'MAE':>7}"]
+    for split, r in result["splits"].items():
+        mp = r.get("mean_predictor", {})
+        lines.append(f"{split:<6} {r['n']:>6} {r['rmse']:>7.2f} {r['mae']:>7.2f} "
+                     f"{_f(r['r2']):>7} | {_f(mp.get('rmse')):>14} {_f(mp.get('mae')):>7}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- commands
+
+def _load_config(args) -> dict:
+    from depressionmlp.runs import load_config
+    cfg = load_config(args.config)
+    if args.data_root:
+        cfg.setdefault("data", {})["data_root"] = args.data_root
+    if getattr(args, "corpus", None):
+        cfg.setdefault("data", {})["corpus"] = args.corpus
+    train = cfg.setdefault("train", {})
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.max_minutes is not None:
+        train["max_minutes"] = args.max_minutes
+    if args.jit is not None:
+        train["jit_compile"] = args.jit
+    if args.quiet:
+        train["verbose"] = 0
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from hmhn import train
+    cfg = _load_config(args)
+    run_dir, result = train.train(cfg, out_base=args.out, resume_dir=args.resume,
+                                  source=args.config, quick=train.quick_requested(args.quick))
+    print(format_result_table(result))
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from hmhn.train import evaluate_run
+    out = evaluate_run(args.model, args.split, data_root=args.data_root)
+    if args.json:
+        _print_json(out)
+    else:
+        print(format_result_table({"name": out["name"], "splits": {args.split: out["metrics"]}}))
+    return 0
+
+
+def cmd_count(args) -> int:
+    from hmhn.models import count_configurations, paper_params
+    counts = count_configurations(input_size=args.input_size)
+    if args.json:
+        _print_json(counts)
+        return 0
+    print("Trainable parameters (PyTorch convention: BN moving statistics not counted)")
+    print(f"{'configuration':<24} {'ours':>12} {'ours (M)':>9} {'paper (M)':>10}")
+    for name, n in counts.items():
+        paper = paper_params(name)
+        print(f"{name:<24} {n:>12,} {n / 1e6:>9.2f} {'' if paper is None else f'{paper:.2f}':>10}")
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from hmhn.data.synth import generate_faces
+    kw = {"seed": args.seed}
+    for key in ("n_subjects", "frames_per_video", "size"):
+        if getattr(args, key) is not None:
+            kw[key] = getattr(args, key)
+    out = Path(args.out) if args.out else Path(args.data_root) / SYNTH_CORPUS
+    manifest = generate_faces(out, **kw)
+    print(f"synthetic faces written to {out}")
+    if isinstance(manifest, dict) and "noise_floor" in manifest:
+        print(f"noise floor: {json.dumps(manifest['noise_floor'])}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from hmhn.explain import explain
+    paths = explain(args.model, args.images, args.out)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from hmhn.train import benchmark_training
+    rows = []
+    for jit in ([False, True] if args.jit is None else [args.jit]):
+        rows.append(benchmark_training(args.size, args.batch, jit, steps=args.steps,
+                                       row=args.row))
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"row {args.row} size {r['input_size']} batch {r['batch_size']} "
+                  f"jit_compile={r['jit_compile']}: {r['images_per_second']:.2f} images/s "
+                  f"({r['device']}; first steps {r['warmup_seconds']:.1f} s)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    run_demo(data_root=args.data_root, out=args.out, config=args.config,
+             max_minutes=args.max_minutes)
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+def ensure_synthetic_faces(data_root, corpus_name=SYNTH_CORPUS, **params) -> dict:
+    """Generate ``<data_root>/<corpus_name>`` unless it is there with these generator
+    ``params`` (:func:`hmhn.data.synth.generate_faces` arguments); return its manifest."""
+    from hmhn.data.synth import generate_faces
+    corpus = Path(data_root) / corpus_name
+    manifest = corpus / "manifest.json"
+    current = None
+    if manifest.exists():
+        try:
+            current = json.loads(manifest.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(manifest, f"unreadable synthetic-faces manifest ({e})") from None
+    have = (current or {}).get("parameters", {})
+    if current is None or any(have.get(k) != v for k, v in params.items()):
+        print(f"generating synthetic faces in {corpus} {params or ''}...", flush=True)
+        current = generate_faces(corpus, **params)
+    return current
+
+
+def _floor_rmse(floor, split):
+    v = floor.get(split) if isinstance(floor, dict) else None
+    if isinstance(v, dict):
+        v = v.get("rmse")
+    if v is None and isinstance(floor, (int, float)):
+        v = floor
+    return v
+
+
+def run_demo(data_root="data", out="outputs/demo-hmhn", config="experiments/hmhn_demo.toml",
+             max_minutes=None) -> dict:
+    """Synthetic faces -> train (config, CPU-sized) -> video-level report."""
+    from depressionmlp.runs import load_config, write_json_atomic, write_text_atomic
+    from hmhn.train import train
+    cfg = load_config(config)
+    corpus = cfg.setdefault("data", {}).get("corpus", SYNTH_CORPUS)
+    manifest = ensure_synthetic_faces(data_root, corpus, **cfg.pop("synth", {}))
+    cfg["data"].update({"corpus": corpus, "data_root": str(data_root)})
+    if max_minutes is not None:
+        cfg.setdefault("train", {})["max_minutes"] = max_minutes
+    t0 = time.time()
+    run_dir, result = train(cfg, out_base=Path(out) / "runs", source=config)
+    result["wall_seconds"] = round(time.time() - t0, 1)
+    result["noise_floor"] = manifest.get("noise_floor")
+    result["run_dir"] = str(run_dir)
+    write_json_atomic(Path(out) / "metrics.json", result)
+    report = render_report(result)
+    write_text_atomic(Path(out) / "report.md", report)
+    print(report)
+    return result
+
+
+def render_report(result: dict) -> str:
+    floor = result.get("noise_floor") or {}
+    rows = ["| split | videos | model RMSE | model MAE | mean-predictor RMSE | "
+            "mean-predictor MAE | noise floor RMSE |", "|---|---|---|---|---|---|---|"]
+    for split, r in result["splits"].items():
+        mp = r["mean_predictor"]
+        rows.append(f"| {split} | {r['n']} | {r['rmse']:.2f} | {r['mae']:.2f} | "
+                    f"{mp['rmse']:.2f} | {mp['mae']:.2f} | {_f(_floor_rmse(floor, split))} |")
+    return "\n".join([
+        f"# depressionkit demo: HMHN ({result['model']}) on synthetic faces", "",
+        f"Video-level results (mean of frame predictions per video) of the best dev epoch "
+        f"({result['best_epoch']} of {result['epochs_run']}), {result['params']:,} trainable "
+        f"parameters, trained {result['train_seconds']:.0f} s on {result['device']} "
+        f"({result['train_images_per_second']:.1f} images/s).", "",
+        *rows, "",
+        "The noise floor is the RMSE of the corpus's true latent scores against its noisy "
+        "labels: no model can beat it on average. The mean predictor outputs the training "
+        "mean for every video.", "",
+        "```", format_result_table(result), "```", "",
+        f"Run directory: `{result['run_dir']}` (config.json, best.keras, metrics.json, "
+        "history.json, predictions_<split>.csv, TensorBoard logs in tb/).", ""])
+
+
+# --------------------------------------------------------------------------- parser
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hmhn", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("train", help="train one experiment config")
+    s.add_argument("--config", required=True)
+    s.add_argument("--data-root")
+    s.add_argument("--corpus", help="override data.corpus")
+    s.add_argument("--out", default="outputs/hmhn")
+    s.add_argument("--quick", action="store_true", help="merge the config's [quick] table")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--max-minutes", type=float)
+    s.add_argument("--resume", help="run directory of a killed run to resume")
+    s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
+                                                           "(default: the config's, auto)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="video-level metrics of a trained run")
+    s.add_argument("--model", required=True, help="run directory or its best.keras")
+    s.add_argument("--split", default="test")
+    s.add_argument("--data-root")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("count", help="parameters per configuration vs Table 5")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--input-size", type=int, default=224)
+    s.set_defaults(fn=cmd_count)
+
+    s = sub.add_parser("synth", help="write the synthetic face corpus")
+    s.add_argument("--data-root", default="data")
+    s.add_argument("--out", help=f"corpus folder (default <data-root>/{SYNTH_CORPUS})")
+    s.add_argument("--n-subjects", dest="n_subjects", type=int)
+    s.add_argument("--frames-per-video", dest="frames_per_video", type=int)
+    s.add_argument("--size", type=int)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=cmd_synth)
+
+    s = sub.add_parser("explain", help="per-head attention maps over faces (Fig. 1)")
+    s.add_argument("--model", required=True, help="run directory or its best.keras")
+    s.add_argument("--images", required=True, help="folder of face images")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_explain)
+
+    s = sub.add_parser("bench", help="training images/s on random data")
+    s.add_argument("--size", type=int, default=224)
+    s.add_argument("--batch", type=int, default=8)
+    s.add_argument("--row", default="E")
+    s.add_argument("--steps", type=int, default=5)
+    s.add_argument("--jit", type=_bool, default=None, help="default: both")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("demo", help="synthetic faces -> train -> evaluate -> report")
+    s.add_argument("--data-root", default="data")
+    s.add_argument("--out", default="outputs/demo-hmhn")
+    s.add_argument("--config", default="experiments/hmhn_demo.toml")
+    s.add_argument("--max-minutes", type=float)
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+@guarded
+def main(argv=None) -> int:
+    quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

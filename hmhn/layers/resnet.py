@@ -1,0 +1,186 @@
+"""ResNet-18 of basic blocks, written once, channels-last (He et al. 2016; HMHN Sec. 3.3).
+
+Why here and not a library: ``keras.applications`` has no ResNet-18, and keras-hub's
+ResNet-18 needs tensorflow-text, which pulls the full ``tensorflow`` wheel beside
+``tensorflow-cpu`` (plus kagglehub and tokenizers). The paper trains from scratch,
+so no pre-trained weights are needed either.
+
+Matching the PyTorch reference (torchvision ``resnet18``, which the paper's code uses):
+
+* convolutions have no bias; BatchNormalization uses ``momentum=0.9, epsilon=1e-5``
+  (PyTorch's momentum 0.1 / eps 1e-5; Keras' defaults 0.99 / 1e-3 differ);
+* stride-2 convolutions use explicit ``ZeroPadding2D`` + ``"valid"``: Keras' ``"same"``
+  at stride 2 pads only bottom/right on even inputs, PyTorch pads both sides;
+* the stem max-pool pads with zeros, which equals PyTorch's -inf padding because it
+  follows a ReLU (all inputs >= 0);
+* convolution kernels start as Kaiming-normal, fan-out (torchvision's init).
+
+Shapes at 224 x 224 x 3 input: stem (FT) -> (56, 56, 64); stages -> (56, 56, 64),
+(28, 28, 128), (14, 14, 256), (7, 7, 512).
+
+HMHN **[choice]** (design page): FT1 and FT2 of Eq. 7 are each a ResNet-18 stem
+(7x7/2 conv, BN, ReLU, 3x3/2 max-pool), same structure, own weights; DFF is the four
+residual stages. The plain backbone (ablation rows A, B, D) is one stem + the stages.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+BN_MOMENTUM = 0.9      # = PyTorch momentum 0.1
+BN_EPSILON = 1e-5      # = PyTorch eps
+
+STAGE_BLOCKS = (2, 2, 2, 2)   # ResNet-18
+
+
+def kaiming_fan_out():
+    """torchvision's conv init: kaiming_normal_(mode="fan_out", nonlinearity="relu")."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out",
+                                              distribution="untruncated_normal")
+
+
+def _bn(name):
+    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+
+
+@keras.saving.register_keras_serializable(package="hmhn")
+class ResNetStem(keras.layers.Layer):
+    """ResNet stem = FT_i of Eq. 7: ``(B, H, W, 3) -> (B, H/4, W/4, width)``.
+
+    ZeroPadding 3 + Conv 7x7/2 (no bias) + BN + ReLU + ZeroPadding 1 + MaxPool 3x3/2.
+    """
+
+    def __init__(self, width: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+        self.pad1 = keras.layers.ZeroPadding2D(3, name="pad1")
+        self.conv = keras.layers.Conv2D(self.width, 7, strides=2, padding="valid",
+                                        use_bias=False, kernel_initializer=kaiming_fan_out(),
+                                        name="conv")
+        self.bn = _bn("bn")
+        self.pad2 = keras.layers.ZeroPadding2D(1, name="pad2")
+        self.pool = keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="pool")
+
+    def build(self, input_shape):
+        self.conv.build((None, None, None, input_shape[-1]))
+        self.bn.build((None, None, None, self.width))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        f = (lambda n: None if n is None else ((n + 6 - 7) // 2 + 1 + 2 - 3) // 2 + 1)
+        return (b, f(h), f(w), self.width)
+
+    def call(self, x, training=None):
+        y = self.bn(self.conv(self.pad1(x)), training=training)
+        return self.pool(self.pad2(ops.relu(y)))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="hmhn")
+class BasicBlock(keras.layers.Layer):
+    """ResNet basic block: ``(B, H, W, Cin) -> (B, H/s, W/s, filters)``.
+
+    conv3x3/s - BN - ReLU - conv3x3 - BN, plus the identity (or conv1x1/s + BN when the
+    shape changes), then ReLU.
+    """
+
+    def __init__(self, filters: int, strides: int = 1, downsample: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides, self.downsample = int(filters), int(strides), bool(downsample)
+        init = kaiming_fan_out()
+        self.pad1 = keras.layers.ZeroPadding2D(1, name="pad1")
+        self.conv1 = keras.layers.Conv2D(self.filters, 3, strides=self.strides, padding="valid",
+                                         use_bias=False, kernel_initializer=init, name="conv1")
+        self.bn1 = _bn("bn1")
+        self.pad2 = keras.layers.ZeroPadding2D(1, name="pad2")
+        self.conv2 = keras.layers.Conv2D(self.filters, 3, padding="valid", use_bias=False,
+                                         kernel_initializer=init, name="conv2")
+        self.bn2 = _bn("bn2")
+        if self.downsample:
+            self.proj = keras.layers.Conv2D(self.filters, 1, strides=self.strides,
+                                            use_bias=False, kernel_initializer=init, name="proj")
+            self.proj_bn = _bn("proj_bn")
+
+    def build(self, input_shape):
+        cin = (None, None, None, input_shape[-1])
+        cout = (None, None, None, self.filters)
+        self.conv1.build(cin)
+        self.bn1.build(cout)
+        self.conv2.build(cout)
+        self.bn2.build(cout)
+        if self.downsample:
+            self.proj.build(cin)
+            self.proj_bn.build(cout)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        f = (lambda n: None if n is None else (n + 2 - 3) // self.strides + 1)
+        return (b, f(h), f(w), self.filters)
+
+    def call(self, x, training=None):
+        y = ops.relu(self.bn1(self.conv1(self.pad1(x)), training=training))
+        y = self.bn2(self.conv2(self.pad2(y)), training=training)
+        shortcut = self.proj_bn(self.proj(x), training=training) if self.downsample else x
+        return ops.relu(y + shortcut)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides,
+                "downsample": self.downsample}
+
+
+@keras.saving.register_keras_serializable(package="hmhn")
+class DeepFeatureFusion(keras.layers.Layer):
+    """The four ResNet-18 stages; DFF of Eq. 7 (and the body of the plain backbone).
+
+    ``(B, H/4, W/4, width) -> (B, H/32, W/32, 8*width)``; (56,56,64) -> (7,7,512) at 224.
+
+    Args:
+        width: channels of the first stage (64 in ResNet-18); stages use
+            ``width * (1, 2, 4, 8)``. Smaller values only serve fast tests.
+        blocks: basic blocks per stage, ``(2, 2, 2, 2)`` for ResNet-18.
+    """
+
+    def __init__(self, width: int = 64, blocks=STAGE_BLOCKS, **kwargs):
+        super().__init__(**kwargs)
+        self.width = int(width)
+        self.blocks = tuple(int(b) for b in blocks)
+        self.block_layers = []
+        in_ch = self.width
+        for s, n in enumerate(self.blocks):
+            filters = self.width * 2 ** s
+            for b in range(n):
+                strides = 2 if (s > 0 and b == 0) else 1
+                blk = BasicBlock(filters, strides, downsample=(strides != 1 or in_ch != filters),
+                                 name=f"stage{s + 1}_block{b + 1}")
+                self.block_layers.append(blk)
+                in_ch = filters
+
+    @property
+    def out_channels(self) -> int:
+        return self.width * 2 ** (len(self.blocks) - 1)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for blk in self.block_layers:
+            blk.build(shape)
+            shape = blk.compute_output_shape(shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for blk in self.block_layers:
+            shape = blk.compute_output_shape(shape)
+        return shape
+
+    def call(self, x, training=None):
+        for blk in self.block_layers:
+            x = blk(x, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "blocks": list(self.blocks)}

@@ -1,0 +1,246 @@
+"""HMHN and its ablation rows as Keras functional models (Sec. 3, Tables 3-5, Fig. 6-7).
+
+``build_hmhn(row="E", heads=4, grid=(3, 3), kernels="3x3,1x3,3x1", input_size=224)``
+returns a ``keras.Model`` from an image ``(B, S, S, 3)`` of pixel values in [0, 255]
+to the BDI-II score ``(B, 1)``. Rows (Tables 3-4):
+
+====  ==========================  =======================================================
+row   paper                       graph
+====  ==========================  =======================================================
+A     ResNet-18 (backbone)        stem -> stages -> GAP -> Dropout -> Dense(1)
+B     ResNet-18 + GWA             GWA(g) -> stem -> stages -> GAP -> Dropout -> Dense(1)
+C     ResNet-18 + GWA + DFF       DFF(FT1(g) + FT2(GWA(g))) -> GAP -> Dropout -> Dense(1)
+D     ResNet-18 + MAB + AFB       stem -> stages -> k heads -> partition loss -> AFB (DAN)
+E     all (HMHN, default)         DFF(FT1(g) + FT2(GWA(g))) -> k heads -> partition -> AFB
+====  ==========================  =======================================================
+
+The head features for the partition loss are exposed in the graph: the layer named
+``partition_loss`` (:class:`hmhn.layers.PartitionLoss`) receives the stacked heads
+``(B, k, C)``, adds ``L_att`` (Eq. 11) with ``add_loss`` and passes them on, so
+``model.compile(loss="mse")`` trains on Eq. 10 and ``predict`` returns only the score.
+:func:`head_feature_model` / :func:`attention_model` give sub-models for the heads'
+vectors and their spatial maps (Fig. 1).
+
+Parameters are counted PyTorch-style (trainable weights only: BN moving statistics
+are buffers there): :func:`count_params`. The default counts 19,730,296: DAN's
+19,720,643 (ResNet-18 features 11,176,512 + 4 heads x 2,135,904 + Dense 513 + output
+BN 2) plus a second stem (FT2, 9,536) and the LGFE (117 at k=4).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from hmhn.layers import (DEFAULT_KERNELS, KERNEL_SETS, PAPER_PARAMS_M, AttentionFusion,
+                         CrossAttentionHead, DeepFeatureFusion, GridWiseAttention,
+                         PartitionLoss, ResNetStem, grid_name, kernels_name, parse_grid,
+                         parse_kernels)
+
+ROWS = {
+    "A": {"gwa": False, "dff": False, "mab": False},
+    "B": {"gwa": True, "dff": False, "mab": False},
+    "C": {"gwa": True, "dff": True, "mab": False},
+    "D": {"gwa": False, "dff": False, "mab": True},
+    "E": {"gwa": True, "dff": True, "mab": True},
+}
+ROW_NAMES = {"A": "ResNet18 (backbone)", "B": "ResNet18+GWA", "C": "ResNet18+GWA+DFF",
+             "D": "ResNet18+MAB+AFB", "E": "ResNet18+DFF+GWA+MAB+AFB (HMHN)"}
+
+#: Tables 3-4 (test set, MAE / RMSE), for reports.
+PAPER_ABLATION = {
+    "avec2013": {"A": (8.47, 9.32), "B": (7.68, 8.31), "C": (7.49, 8.29), "D": (6.88, 7.91),
+                 "E": (6.05, 7.38)},
+    "avec2014": {"A": (8.38, 9.13), "B": (7.57, 8.47), "C": (7.41, 8.46), "D": (6.90, 8.13),
+                 "E": (6.01, 7.60)},
+}
+
+#: ImageNet channel statistics (on [0, 1] pixels), as torchvision's Normalize in DAN.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+DEFAULTS = {
+    "row": "E", "heads": 4, "grid": (3, 3), "kernels": DEFAULT_KERNELS, "input_size": 224,
+    "lgfe_width": 4, "width": 64, "softmax_axis": "tiles", "fit": "pad",
+    "fusion": "log_softmax_sum", "dropout": 0.2, "partition_variant": "eq11",
+    "partition_weight": 1.0, "partition_epsilon": 1e-6, "partition_ddof": 1,
+    "output_batchnorm": True, "normalize": "imagenet",
+}
+
+
+def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERNELS,
+               input_size: int = 224, *, lgfe_width: int = 4, width: int = 64,
+               softmax_axis: str = "tiles", fit: str = "pad",
+               fusion: str = "log_softmax_sum", dropout: float = 0.2,
+               partition_variant: str = "eq11", partition_weight: float = 1.0,
+               partition_epsilon: float = 1e-6, partition_ddof: int = 1,
+               output_batchnorm: bool = True, normalize: str = "imagenet",
+               name: str | None = None) -> keras.Model:
+    """Build one HMHN configuration; see the module docstring for the rows.
+
+    Args:
+        row: ablation row "A".."E" (E = full HMHN).
+        heads: cross-attention heads k (rows D/E; Fig. 6 sweeps 1..8).
+        grid: GWA grid (rows B/C/E): ``(3, 3)``, ``"2x2"``, ``"none"`` (Fig. 7).
+        kernels: spatial-attention kernel set (Table 5), e.g. ``"standard"``.
+        input_size: square input side (224 in the paper; 64/96 for CPU tests).
+        lgfe_width, softmax_axis, fit: GWA choices (:class:`GridWiseAttention`).
+        width: ResNet first-stage channels (64 = ResNet-18; smaller only for tests).
+        fusion, dropout, output_batchnorm: AFB (:class:`AttentionFusion`).
+        partition_variant, partition_weight, partition_epsilon, partition_ddof:
+            Eq. 11 (:class:`PartitionLoss`).
+        normalize: **[choice]** ``"imagenet"`` (default): pixels / 255, then ImageNet
+            mean/std per channel (as DAN's transforms); ``"unit"``: pixels / 255 only.
+    """
+    row = str(row).upper()
+    if row not in ROWS:
+        raise ValueError(f"row must be one of {sorted(ROWS)}, got {row!r}")
+    parts = ROWS[row]
+    heads = int(heads)
+    if parts["mab"] and not 1 <= heads <= 64:
+        raise ValueError(f"heads must be in 1..64, got {heads}")
+    grid = parse_grid(grid)
+    kernels = parse_kernels(kernels)
+    input_size = int(input_size)
+    if input_size < 32:
+        raise ValueError(f"input_size must be >= 32 (ResNet-18 downsamples by 32), "
+                         f"got {input_size}")
+    if normalize not in ("imagenet", "unit"):
+        raise ValueError(f"normalize must be 'imagenet' or 'unit', got {normalize!r}")
+
+    image = keras.Input((input_size, input_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(image)
+    if normalize == "imagenet":
+        x = keras.layers.Normalization(mean=list(IMAGENET_MEAN),
+                                       variance=[s * s for s in IMAGENET_STD],
+                                       name="normalize")(x)
+    g = x
+    if parts["gwa"]:
+        g_tilde = GridWiseAttention(grid, lgfe_width=lgfe_width, softmax_axis=softmax_axis,
+                                    fit=fit, name="gwa")(g)
+    if parts["dff"]:
+        ft = keras.layers.Add(name="ft_sum")([ResNetStem(width, name="ft1")(g),
+                                              ResNetStem(width, name="ft2")(g_tilde)])
+        feats = DeepFeatureFusion(width, name="dff")(ft)                   # Eq. 7
+    else:
+        stem_in = g_tilde if parts["gwa"] else g
+        feats = DeepFeatureFusion(width, name="stages")(ResNetStem(width, name="stem")(stem_in))
+    channels = 8 * width
+
+    if parts["mab"]:
+        outs = [CrossAttentionHead(channels, kernels, name=f"head{i + 1}")(feats)
+                for i in range(heads)]
+        stacked = (keras.layers.Concatenate(name="heads_concat")(outs) if heads > 1
+                   else outs[0])
+        stacked = keras.layers.Reshape((heads, channels), name="heads")(stacked)
+        stacked = PartitionLoss(partition_variant, partition_weight, partition_epsilon,
+                                partition_ddof, name="partition_loss")(stacked)
+        score = AttentionFusion(fusion, dropout, output_batchnorm, name="afb")(stacked)
+    else:
+        pooled = keras.layers.GlobalAveragePooling2D(name="gap")(feats)
+        pooled = keras.layers.Dropout(dropout, name="dropout")(pooled)
+        score = keras.layers.Dense(1, name="fc")(pooled)
+    score = keras.layers.Identity(name="score")(score)
+    if name is None:
+        name = config_name(row=row, heads=heads, grid=grid, kernels=kernels)
+    return keras.Model(image, score, name=_safe_name(name))
+
+
+def build_from_config(model_cfg: dict) -> keras.Model:
+    """``build_hmhn(**model_cfg)`` ignoring the keys that are not builder arguments."""
+    keys = set(DEFAULTS) | {"name"}
+    return build_hmhn(**{k: v for k, v in model_cfg.items() if k in keys})
+
+
+def config_name(row="E", heads=4, grid=(3, 3), kernels=DEFAULT_KERNELS) -> str:
+    """Short, stable name: ``hmhn-E-k4-g3x3-3x3,1x3,3x1`` (only the parts the row uses)."""
+    row = str(row).upper()
+    parts = [f"hmhn-{row}"]
+    if ROWS[row]["mab"]:
+        parts.append(f"k{int(heads)}")
+    if ROWS[row]["gwa"]:
+        parts.append(f"g{grid_name(grid)}")
+    if ROWS[row]["mab"]:
+        parts.append(kernels_name(kernels))
+    return "-".join(parts)
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name)
+
+
+# --------------------------------------------------------------------------- inspection
+
+def count_params(model: keras.Model, trainable_only: bool = True) -> int:
+    """Parameters, PyTorch-style by default (trainable weights; BN moving stats excluded)."""
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+def head_layers(model: keras.Model) -> list:
+    return [l for l in model.layers if isinstance(l, CrossAttentionHead)]
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """Sub-model image -> ``G_bar`` (the features the heads see, ``(B, h, w, C)``)."""
+    for name in ("dff", "stages"):
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        return keras.Model(model.inputs[0], layer.output, name="features")
+    raise ValueError(f"model {model.name} has no 'dff'/'stages' layer")
+
+
+def head_feature_model(model: keras.Model) -> keras.Model:
+    """Sub-model image -> stacked head vectors ``(B, k, C)`` (rows D/E)."""
+    return keras.Model(model.inputs[0], model.get_layer("heads").output, name="head_features")
+
+
+def attention_maps(model: keras.Model, images) -> np.ndarray:
+    """Per-head spatial attention maps ``(B, k, h, w)`` (Fig. 1), inference mode."""
+    heads = head_layers(model)
+    if not heads:
+        raise ValueError(f"model {model.name} has no cross-attention heads (rows D/E only)")
+    feats = feature_model(model)(np.asarray(images, dtype=np.float32), training=False)
+    maps = [np.asarray(h.spatial.attention_map(feats, training=False))[..., 0] for h in heads]
+    return np.stack(maps, axis=1)
+
+
+# --------------------------------------------------------------------------- counting
+
+def count_configurations(input_size: int = 224) -> dict:
+    """Trainable parameters per configuration, built at ``input_size``.
+
+    Keys: ``"default"`` (row E, 4 heads, 3x3 grid, kernels 3x3,1x3,3x1),
+    ``"kernels=<Table 5 row>"``, ``"row=<A..E>"``, ``"heads=<1..8>"``,
+    ``"grid=<none|2x2|..|5x5>"``. Counts do not depend on ``input_size``.
+    """
+    out = {}
+
+    def count(**kw):
+        model = build_hmhn(input_size=input_size, **kw)
+        n = count_params(model)
+        del model
+        keras.backend.clear_session(free_memory=True)
+        return n
+
+    out["default"] = count()
+    for k in KERNEL_SETS:
+        out[f"kernels={k}"] = out["default"] if k == DEFAULT_KERNELS else count(kernels=k)
+    for r in ROWS:
+        out[f"row={r}"] = out["default"] if r == "E" else count(row=r)
+    for h in range(1, 9):
+        out[f"heads={h}"] = out["default"] if h == 4 else count(heads=h)
+    for gname in ("none", "2x2", "3x3", "4x4", "5x5"):
+        out[f"grid={gname}"] = out["default"] if gname == "3x3" else count(grid=gname)
+    return out
+
+
+def paper_params(key: str) -> float | None:
+    """The paper's Table 5 count (millions) for a ``count_configurations`` key, if any."""
+    if key == "default":
+        return PAPER_PARAMS_M[DEFAULT_KERNELS]
+    if key.startswith("kernels="):
+        return PAPER_PARAMS_M.get(key.split("=", 1)[1])
+    return None

@@ -1,0 +1,478 @@
+"""Training and video-level evaluation of HMHN and its ablations (Sec. 4.2).
+
+Protocol (Sec. 4.2.1): AdamW, initial learning rate 1e-3, batch 64, dropout 0.2,
+trained from scratch; "learning factor 0.1" read as **[choice]** ReduceLROnPlateau
+with factor 0.1 on the selection metric. Loss (Eq. 10): MSE on the score plus the
+partition loss (Eq. 11), which the model adds itself (:class:`hmhn.layers.PartitionLoss`).
+A video's prediction is the mean of its frames' predictions; MAE and RMSE are per
+video (Eq. 12-13). The model kept is the one with the lowest video-level RMSE on the
+selection split (``data.select_split``, "dev" by default; empty = keep the last epoch,
+the paper's AVEC 2014 protocol trains on train + dev).
+
+A config is plain data (usually ``experiments/hmhn_*.toml``) merged over
+:data:`DEFAULT_CONFIG`; ``quick`` (``--quick`` or ``QUICK=1``) merges the config's
+``[quick]`` table on top (small input size etc., for CPU runs). A run writes::
+
+    <out>/<name>-<stamp>/
+        config.json      the resolved config (``evaluate`` rebuilds from it)
+        best.keras       the best model on the selection split (written atomically)
+        history.json     per-epoch loss, learning rate, dev metrics
+        metrics.json     video-level metrics of the best model per split (+ mean predictor)
+        predictions_<split>.csv   per-video true / predicted scores
+        tb/              TensorBoard logs (tb/epochs.csv without the tensorboard package)
+        backup/          BackupAndRestore state (a killed run resumes with ``--resume``)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from depressionmlp import metrics as M
+from depressionmlp.errors import DataError
+from depressionmlp.runs import deep_update, new_run_dir, write_json_atomic, write_text_atomic
+from hmhn.models import DEFAULTS as MODEL_DEFAULTS
+from hmhn.models import build_from_config, count_params
+
+DEFAULT_CONFIG = {
+    "name": "hmhn",
+    "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in MODEL_DEFAULTS.items()},
+    "data": {
+        "corpus": "avec2013",
+        "data_root": "",             # "" = $DATA_ROOT or data/
+        "frames_per_video": 16,      # [choice] frames per video, spread evenly (design page)
+        "train_splits": ["train"],
+        # "auto": "dev" where the training split excludes it; "" (keep the last epoch) for
+        # avec2014, whose "train" is train + dev of both tasks (the paper's protocol).
+        "select_split": "auto",
+        "eval_splits": "auto",       # "auto": [select split, "test"]; or a list of splits
+        "cache_dir": "",             # "" = the data loader's default
+    },
+    "train": {
+        "epochs": 50,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,        # [choice] AdamW's PyTorch default (paper: not given)
+        "plateau_factor": 0.1,       # "learning factor 0.1"
+        "plateau_patience": 10,      # [choice] PyTorch ReduceLROnPlateau's default
+        "min_lr": 0.0,
+        "seed": 0,
+        "jit_compile": "auto",       # "auto": True on a GPU, False on CPU; or true/false
+        "max_minutes": 0,            # 0 = no wall-clock budget
+        "patience": 0,               # 0 = no early stopping on the selection metric
+        "augment_flip": True,        # [choice] random horizontal flips (paper: silent)
+        "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
+        "eval_batch_size": 64,
+        "verbose": 1,
+    },
+    "quick": {                       # merged on top with --quick / QUICK=1
+        "model": {"input_size": 64},
+        "data": {"frames_per_video": 4},
+        "train": {"epochs": 3, "batch_size": 16},
+    },
+}
+
+
+# --------------------------------------------------------------------------- config
+
+def quick_requested(flag: bool = False) -> bool:
+    return bool(flag) or os.environ.get("QUICK", "").strip().lower() in ("1", "true", "yes")
+
+
+def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
+    """Merge ``config`` over the defaults (then its ``quick`` table if asked) and check it."""
+    _check_keys(config, DEFAULT_CONFIG, source)
+    cfg = deep_update(copy.deepcopy(DEFAULT_CONFIG), config)
+    if quick:
+        q = cfg.pop("quick")
+        _check_keys(q, {k: DEFAULT_CONFIG[k] for k in ("model", "data", "train")}, source,
+                    "quick.")
+        cfg = deep_update(cfg, q)
+        cfg["quick"] = q
+    cfg["quick_mode"] = bool(quick)
+    t, d = cfg["train"], cfg["data"]
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if not isinstance(t[key], int) or t[key] < 1:
+            raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
+    if not isinstance(d["frames_per_video"], int) or d["frames_per_video"] < 1:
+        raise DataError(source, "data.frames_per_video must be a positive integer")
+    if t["jit_compile"] not in ("auto", True, False):
+        raise DataError(source, "train.jit_compile must be true, false or \"auto\"")
+    if not d["train_splits"]:
+        raise DataError(source, "data.train_splits must name at least one split")
+    if d["select_split"] == "auto":
+        d["select_split"] = "" if d["corpus"] == "avec2014" else "dev"
+    if d["eval_splits"] == "auto":
+        d["eval_splits"] = ([d["select_split"]] if d["select_split"] else []) + ["test"]
+    if isinstance(d["eval_splits"], str) or not d["eval_splits"]:
+        raise DataError(source, "data.eval_splits must be \"auto\" or a list of splits")
+    try:
+        from hmhn.models import ROWS
+        from hmhn.layers import parse_grid, parse_kernels
+        if str(cfg["model"]["row"]).upper() not in ROWS:
+            raise ValueError(f"model.row must be one of {sorted(ROWS)}")
+        parse_grid(cfg["model"]["grid"])
+        parse_kernels(cfg["model"]["kernels"])
+    except ValueError as e:
+        raise DataError(source, f"bad model config: {e}") from None
+    return cfg
+
+
+def _check_keys(config, defaults, source, prefix=""):
+    for k, v in config.items():
+        if k not in defaults:
+            raise DataError(source, f"unknown config key '{prefix}{k}'; "
+                                    f"known: {', '.join(sorted(defaults))}")
+        if isinstance(v, dict) and isinstance(defaults[k], dict):
+            _check_keys(v, defaults[k], source, f"{prefix}{k}.")
+
+
+def resolve_jit(value) -> bool:
+    if value == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return bool(value)
+
+
+def device_name() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU ({len(gpus)})" if gpus else "CPU"
+
+
+# --------------------------------------------------------------------------- data
+
+class FrameSet:
+    """Frames of some videos as arrays: ``x`` (N, S, S, 3) uint8, ``y`` (N,), ``video`` (N,)."""
+
+    def __init__(self, videos):
+        if not videos:
+            raise ValueError("no videos")
+        self.videos = list(videos)
+        self.x = np.concatenate([np.asarray(v.frames, dtype=np.uint8) for v in self.videos])
+        self.y = np.concatenate([np.full(len(v.frames), float(v.label), np.float32)
+                                 for v in self.videos])
+        self.video = np.concatenate([np.full(len(v.frames), str(v.video_id), dtype=object)
+                                     for v in self.videos])
+        self.subject = {str(v.video_id): str(v.subject_id) for v in self.videos}
+        self.video_labels = np.array([float(v.label) for v in self.videos], dtype=np.float64)
+
+    def __len__(self):
+        return len(self.y)
+
+
+def load_splits(cfg: dict, splits) -> dict:
+    """``{split: FrameSet}`` via :func:`hmhn.data.load_faces` at the model's input size."""
+    from hmhn.data import load_faces
+    d = cfg["data"]
+    size = int(cfg["model"]["input_size"])
+    out = {}
+    for split in dict.fromkeys(splits):
+        videos = load_faces(d["corpus"], data_root=d["data_root"] or None, split=split,
+                            frames_per_video=d["frames_per_video"], size=size,
+                            cache_dir=d["cache_dir"] or None)
+        videos = [v for v in videos if len(v.frames)]
+        if not videos:
+            raise DataError(d["data_root"] or os.environ.get("DATA_ROOT", "data"),
+                            f"corpus '{d['corpus']}' has no face frames in split '{split}'")
+        out[split] = FrameSet(videos)
+    return out
+
+
+def merge_frame_sets(sets) -> FrameSet:
+    return FrameSet([v for s in sets for v in s.videos])
+
+
+def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool) -> tf.data.Dataset:
+    """Shuffled float32 batches; full batches only (BatchNorm needs > 1 sample)."""
+    batch = min(batch_size, len(fs))
+    ds = tf.data.Dataset.from_tensor_slices((fs.x, fs.y.reshape(-1, 1)))
+    ds = ds.shuffle(len(fs), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch, drop_remainder=True)
+
+    def prep(x, y):
+        x = tf.cast(x, tf.float32)
+        if flip:
+            mask = tf.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=seed) < 0.5
+            x = tf.where(mask, tf.reverse(x, axis=[2]), x)
+        return x, y
+
+    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def predict_frames(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(
+        lambda v: tf.cast(v, tf.float32))
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64).reshape(-1)
+
+
+def evaluate_frames(model: keras.Model, fs: FrameSet, batch_size: int = 64,
+                    train_labels=None) -> tuple[dict, list[dict]]:
+    """Video-level metrics (mean of frame predictions per video) and per-video rows."""
+    pred = predict_frames(model, fs.x, batch_size)
+    vid, vpred, vtrue = M.aggregate_by_recording(fs.video, pred, fs.y)
+    res = M.regression_metrics(vtrue, vpred)
+    res["frame_rmse"] = M.rmse(fs.y, pred)
+    res["frames"] = int(len(fs))
+    if train_labels is not None:
+        res["mean_predictor"] = M.mean_predictor_metrics(train_labels, vtrue)
+    rows = [{"recording_id": str(v), "subject_id": fs.subject.get(str(v), ""), "true": float(t),
+             "predicted": float(p)} for v, p, t in zip(vid, vpred, vtrue)]
+    return res, rows
+
+
+def write_predictions_csv(path, rows) -> None:
+    lines = ["recording_id,subject_id,true,predicted"] + [
+        f"{r['recording_id']},{r['subject_id']},{r['true']:.4f},{r['predicted']:.4f}" for r in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- model io
+
+def save_model_atomic(model: keras.Model, path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_model_file(path) -> keras.Model:
+    """Load a ``.keras`` HMHN model with ``safe_mode=True``; a bad file is a DataError."""
+    import hmhn.layers  # noqa: F401  (registers the custom layers)
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "model file not found")
+    if path.is_dir():
+        raise DataError(path, "expected a .keras model file, got a directory")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # zip / json / weight errors all mean: not a usable model
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(path, f"not a readable .keras model ({msg[:160]})") from None
+
+
+def load_run(model_path) -> tuple[keras.Model, dict]:
+    """A run directory, or a ``.keras`` file beside its ``config.json``."""
+    p = Path(model_path)
+    model_file = p / "best.keras" if p.is_dir() else p
+    cfg_file = model_file.parent / "config.json"
+    if not cfg_file.exists():
+        raise DataError(cfg_file, "no config.json beside the model; pass a run directory "
+                                  "written by `python -m hmhn train`")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(cfg_file, f"not valid JSON: {e}") from None
+    return load_model_file(model_file), cfg
+
+
+def init_output_bias(model: keras.Model, mean: float, std: float | None = None) -> None:
+    """Start the score at the label mean: bias of the final Dense, or, with the output
+    BatchNorm, its beta = ``mean`` and gamma = ``std`` (the label spread)."""
+    try:
+        afb = model.get_layer("afb")
+    except ValueError:
+        afb = None
+    if afb is not None and afb.bn is not None:
+        afb.bn.beta.assign(np.array([mean], dtype=np.float32))
+        if std:
+            afb.bn.gamma.assign(np.array([std], dtype=np.float32))
+        return
+    fc = afb.fc if afb is not None else model.get_layer("fc")
+    fc.bias.assign(np.array([mean], dtype=np.float32))
+
+
+# --------------------------------------------------------------------------- selection
+
+class VideoLevelSelection(keras.callbacks.Callback):
+    """After each epoch: video-level metrics on the selection split; keep the best model.
+
+    Adds ``dev_rmse`` / ``dev_mae`` (and ``lr``) to the epoch logs, so ReduceLROnPlateau,
+    TensorBoard and ``history.json`` see them; saves ``best.keras`` atomically when the
+    dev RMSE improves (every epoch when there is no selection split); stops on
+    ``patience`` epochs without improvement or on the wall-clock budget.
+    """
+
+    def __init__(self, dev: FrameSet | None, run_dir, batch_size=64, patience=0,
+                 max_minutes=0):
+        super().__init__()
+        self.dev, self.run_dir, self.batch_size = dev, Path(run_dir), batch_size
+        self.patience, self.max_minutes = patience, max_minutes
+        self.best, self.best_epoch, self.history, self.t0 = math.inf, -1, [], None
+        state = self.run_dir / "selection.json"
+        if state.exists():                     # resumed run: remember the best so far
+            s = json.loads(state.read_text())
+            self.best = math.inf if s["best"] is None else s["best"]
+            self.best_epoch, self.history = s["best_epoch"], s["history"]
+
+    def on_train_begin(self, logs=None):
+        self.t0 = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        entry = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "lr": lr,
+                 "seconds": round(time.time() - self.t0, 2)}
+        if self.dev is not None:
+            res, _ = evaluate_frames(self.model, self.dev, self.batch_size)
+            logs["dev_rmse"], logs["dev_mae"] = res["rmse"], res["mae"]
+            entry.update(dev_rmse=res["rmse"], dev_mae=res["mae"])
+            improved = res["rmse"] < self.best
+            score = res["rmse"]
+        else:
+            improved, score = True, float(logs.get("loss", np.nan))
+        if improved:
+            self.best, self.best_epoch = score, epoch
+            save_model_atomic(self.model, self.run_dir / "best.keras")
+        entry["best"] = improved
+        self.history.append(entry)
+        write_json_atomic(self.run_dir / "selection.json",
+                          {"best": self.best, "best_epoch": self.best_epoch,
+                           "history": self.history})
+        if self.patience and self.dev is not None and epoch - self.best_epoch >= self.patience:
+            self.model.stop_training = True
+        if self.max_minutes and (time.time() - self.t0) / 60 > self.max_minutes:
+            self.model.stop_training = True
+
+
+# --------------------------------------------------------------------------- train
+
+def tensorboard_callback(log_dir) -> keras.callbacks.Callback:
+    """TensorBoard logs in ``log_dir``; where the ``tensorboard`` package is missing
+    (tensorflow 2.21 no longer pulls it in), the same epoch logs go to
+    ``log_dir/epochs.csv`` instead."""
+    import importlib.util
+    if importlib.util.find_spec("tensorboard") is not None:
+        return keras.callbacks.TensorBoard(str(log_dir), write_graph=False, profile_batch=0)
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    return keras.callbacks.CSVLogger(str(Path(log_dir) / "epochs.csv"), append=True)
+
+
+def make_optimizer(t: dict) -> keras.optimizers.Optimizer:
+    return keras.optimizers.AdamW(learning_rate=t["learning_rate"],
+                                  weight_decay=t["weight_decay"])
+
+
+def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None,
+          source="config", quick: bool = False) -> tuple[Path, dict]:
+    """Train one config; returns ``(run_dir, metrics)``. See the module docstring.
+
+    ``frames`` may pass pre-loaded ``{split: FrameSet}`` (tests); otherwise the splits
+    are read with :func:`hmhn.data.load_faces`.
+    """
+    cfg = resolve_config(config, source, quick=quick)
+    t, d = cfg["train"], cfg["data"]
+    select = d["select_split"] or None
+    splits = list(dict.fromkeys(list(d["train_splits"]) + ([select] if select else [])
+                                + list(d["eval_splits"])))
+    if frames is None:
+        frames = load_splits(cfg, splits)
+    missing = [s for s in splits if s not in frames]
+    if missing:
+        raise DataError(None, f"no data for split(s) {missing}")
+    train_fs = merge_frame_sets([frames[s] for s in d["train_splits"]])
+    dev_fs = frames[select] if select else None
+
+    keras.utils.set_random_seed(t["seed"])
+    jit = resolve_jit(t["jit_compile"])
+    try:
+        model = build_from_config(cfg["model"])
+    except (ValueError, TypeError) as e:
+        raise DataError(source, f"bad model config: {e}") from None
+    if t["init_bias_to_mean"]:
+        init_output_bias(model, float(np.mean(train_fs.video_labels)),
+                         float(np.std(train_fs.video_labels)))
+    model.compile(optimizer=make_optimizer(t), loss="mse", jit_compile=jit)
+
+    run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
+    cfg["resolved"] = {"params": count_params(model), "params_all": int(model.count_params()),
+                       "jit_compile": jit, "device": device_name(),
+                       "train_videos": len(train_fs.videos), "train_frames": len(train_fs),
+                       "model_name": model.name}
+    write_json_atomic(run_dir / "config.json", cfg)
+
+    ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"])
+    selection = VideoLevelSelection(dev_fs, run_dir, t["eval_batch_size"], t["patience"],
+                                    t["max_minutes"])
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        selection,
+        keras.callbacks.ReduceLROnPlateau(monitor="dev_rmse" if dev_fs is not None else "loss",
+                                          factor=t["plateau_factor"],
+                                          patience=t["plateau_patience"], min_lr=t["min_lr"],
+                                          mode="min", verbose=0),
+        tensorboard_callback(run_dir / "tb"),
+    ]
+    t0 = time.time()
+    model.fit(ds, epochs=t["epochs"], callbacks=callbacks, verbose=t["verbose"], shuffle=False)
+    train_seconds = time.time() - t0
+
+    best = load_model_file(run_dir / "best.keras")
+    n_steps = len(train_fs) // min(t["batch_size"], len(train_fs))
+    result = {"name": cfg["name"], "model": model.name, "row": cfg["model"]["row"],
+              "corpus": d["corpus"], "params": count_params(best),
+              "best_epoch": selection.best_epoch + 1, "epochs_run": len(selection.history),
+              "train_seconds": round(train_seconds, 2),
+              "train_images_per_second": round(
+                  n_steps * min(t["batch_size"], len(train_fs)) * len(selection.history)
+                  / max(train_seconds, 1e-9), 2),
+              "jit_compile": jit, "device": device_name(), "quick": cfg["quick_mode"],
+              "selection_split": select or "", "splits": {}}
+    for split in d["eval_splits"]:
+        res, rows = evaluate_frames(best, frames[split], t["eval_batch_size"],
+                                    train_labels=train_fs.video_labels)
+        result["splits"][split] = res
+        write_predictions_csv(run_dir / f"predictions_{split}.csv", rows)
+    write_json_atomic(run_dir / "history.json", selection.history)
+    write_json_atomic(run_dir / "metrics.json", result)
+    return run_dir, result
+
+
+def evaluate_run(model_path, split: str = "test", data_root=None) -> dict:
+    """Video-level metrics of a trained run on one split (data as the run was configured)."""
+    model, cfg = load_run(model_path)
+    if data_root:
+        cfg["data"]["data_root"] = data_root
+    d = cfg["data"]
+    frames = load_splits(cfg, list(d["train_splits"]) + [split])
+    train_labels = merge_frame_sets([frames[s] for s in d["train_splits"]]).video_labels
+    res, rows = evaluate_frames(model, frames[split], cfg["train"]["eval_batch_size"],
+                                train_labels=train_labels)
+    return {"model": str(model_path), "name": cfg.get("name"), "split": split,
+            "metrics": res, "videos": rows}
+
+
+# --------------------------------------------------------------------------- benchmark
+
+def benchmark_training(input_size: int = 224, batch_size: int = 8, jit_compile: bool = False,
+                       steps: int = 5, warmup: int = 2, **model_kw) -> dict:
+    """Training images/s of one configuration on random data (after ``warmup`` steps)."""
+    keras.utils.set_random_seed(0)
+    model = build_from_config({"input_size": input_size, **model_kw})
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.01), loss="mse",
+                  jit_compile=jit_compile)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (batch_size, input_size, input_size, 3)), tf.float32)
+    y = tf.constant(rng.uniform(0, 45, (batch_size, 1)), tf.float32)
+    t0 = time.time()
+    for _ in range(warmup):
+        model.train_on_batch(x, y)
+    first = time.time() - t0
+    t0 = time.time()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    dt = time.time() - t0
+    return {"input_size": input_size, "batch_size": batch_size, "jit_compile": jit_compile,
+            "steps": steps, "warmup_seconds": round(first, 2), "seconds": round(dt, 3),
+            "images_per_second": round(steps * batch_size / dt, 2), "device": device_name()}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,151 @@
+"""HMHN training, evaluation and CLI on tiny face corpora (real files, real numbers)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from depressionmlp.errors import DataError  # noqa: E402
+from hmhn import train as T  # noqa: E402
+from hmhn.cli import main  # noqa: E402
+
+SIZE = 32
+
+
+def write_tiny_corpus(root, name="tiny-faces", per_split=(6, 3, 3), frames=3, size=SIZE,
+                      seed=0):
+    """A faces-layout corpus: the mouth-region brightness carries the BDI-II label."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    labels = {}
+    subj = 100
+    for split, n in zip(("train", "dev", "test"), per_split):
+        (root / name / "labels" / split).mkdir(parents=True)
+        for _ in range(n):
+            rec = f"{subj}_1"
+            subj += 1
+            label = float(rng.integers(0, 45))
+            labels[rec] = label
+            (root / name / "labels" / split / f"{rec}_Depression.csv").write_text(f"{label}\n")
+            folder = root / name / "faces" / split / rec
+            folder.mkdir(parents=True)
+            for f in range(frames):
+                img = rng.integers(60, 120, (size, size, 3)).astype(np.uint8)
+                img[size // 2:, size // 4:3 * size // 4] = int(40 + 4 * label)
+                Image.fromarray(img).save(folder / f"{f:03d}.png")
+    return labels
+
+
+TINY_MODEL = {"row": "E", "input_size": SIZE, "width": 8, "heads": 2, "grid": "2x2"}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hmhn_train")
+    write_tiny_corpus(root)
+    cfg = {"name": "tiny", "model": TINY_MODEL,
+           "data": {"corpus": "tiny-faces", "data_root": str(root), "frames_per_video": 3},
+           "train": {"epochs": 2, "batch_size": 8, "verbose": 0}}
+    run_dir, result = T.train(cfg, out_base=root / "runs")
+    return root, run_dir, result
+
+
+def test_training_run_writes_a_run_dir_with_metrics(trained_run):
+    root, run_dir, result = trained_run
+    for f in ("config.json", "best.keras", "history.json", "metrics.json",
+              "predictions_dev.csv", "predictions_test.csv"):
+        assert (run_dir / f).is_file(), f
+    assert (run_dir / "tb").is_dir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result))
+    assert set(metrics["splits"]) == {"dev", "test"}
+    for split in ("dev", "test"):
+        r = metrics["splits"][split]
+        assert r["n"] == 3 and r["frames"] == 9
+        assert np.isfinite(r["rmse"]) and np.isfinite(r["mae"]) and r["rmse"] >= r["mae"] >= 0
+        assert np.isfinite(r["mean_predictor"]["rmse"])
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["data"]["select_split"] == "dev" and cfg["resolved"]["jit_compile"] in (True, False)
+    assert cfg["train"]["learning_rate"] == 1e-3 and cfg["train"]["plateau_factor"] == 0.1
+    hist = json.loads((run_dir / "history.json").read_text())
+    assert len(hist) == metrics["epochs_run"] == 2 and "dev_rmse" in hist[0] and "lr" in hist[0]
+    lines = (run_dir / "predictions_test.csv").read_text().splitlines()
+    assert lines[0] == "recording_id,subject_id,true,predicted" and len(lines) == 4
+
+
+def test_evaluate_cli_matches_training_metrics(trained_run, capsys):
+    root, run_dir, result = trained_run
+    assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(out["metrics"]["rmse"], result["splits"]["test"]["rmse"],
+                               rtol=1e-5)
+    assert len(out["videos"]) == 3
+
+
+def test_cli_train_quick_and_errors(tmp_path, capsys):
+    write_tiny_corpus(tmp_path, per_split=(4, 2, 2), frames=2)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        'name = "cli"\n[model]\nrow = "A"\nwidth = 8\n[data]\ncorpus = "tiny-faces"\n'
+        'frames_per_video = 2\n[train]\nepochs = 5\nverbose = 0\n'
+        '[quick]\nmodel = {input_size = 32}\ntrain = {epochs = 1, batch_size = 4}\n')
+    rc = main(["train", "--config", str(cfg), "--data-root", str(tmp_path), "--out",
+               str(tmp_path / "out"), "--quick"])
+    assert rc == 0
+    runs = list((tmp_path / "out").glob("cli-*"))
+    assert len(runs) == 1
+    resolved = json.loads((runs[0] / "config.json").read_text())
+    assert resolved["quick_mode"] and resolved["model"]["input_size"] == 32
+    assert json.loads((runs[0] / "metrics.json").read_text())["epochs_run"] == 1
+    capsys.readouterr()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[model]\nrwo = "E"\n')
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "rwo" in err
+    assert main(["train", "--config", str(cfg), "--data-root", str(tmp_path / "none"),
+                 "--quick"]) == 2
+
+
+def test_resolve_config_defaults_and_protocols():
+    cfg = T.resolve_config({})
+    assert cfg["model"]["row"] == "E" and cfg["model"]["heads"] == 4
+    assert cfg["model"]["grid"] == [3, 3] and cfg["model"]["input_size"] == 224
+    assert cfg["train"]["batch_size"] == 64 and cfg["model"]["dropout"] == 0.2
+    assert cfg["data"]["select_split"] == "dev" and cfg["data"]["eval_splits"] == ["dev", "test"]
+    c14 = T.resolve_config({"data": {"corpus": "avec2014"}})
+    assert c14["data"]["select_split"] == "" and c14["data"]["eval_splits"] == ["test"]
+    q = T.resolve_config({}, quick=True)
+    assert q["model"]["input_size"] == 64 and q["quick_mode"]
+    with pytest.raises(DataError, match="model.row"):
+        T.resolve_config({"model": {"row": "Z"}})
+    with pytest.raises(DataError, match="unknown config key"):
+        T.resolve_config({"train": {"lr": 1}})
+
+
+def test_experiment_configs_resolve():
+    from depressionmlp.runs import load_config
+    exp = os.path.join(os.path.dirname(__file__), "..", "experiments")
+    names = sorted(f for f in os.listdir(exp) if f.startswith("hmhn_") and f.endswith(".toml"))
+    assert {"hmhn_default.toml", "hmhn_demo.toml", "hmhn_ablation_A.toml",
+            "hmhn_test_avec2014.toml"} <= set(names)
+    for n in names:
+        raw = load_config(os.path.join(exp, n))
+        raw.pop("synth", None)                  # the demo's corpus arguments (hmhn demo)
+        cfg = T.resolve_config(raw, n)
+        assert cfg["train"]["learning_rate"] == 1e-3
+
+
+@pytest.mark.slow
+def test_demo_learns_beyond_the_mean_predictor(tmp_path):
+    """make demo-hmhn in miniature: synthetic faces, HMHN at 64 px, video-level RMSE."""
+    from hmhn.cli import run_demo
+    result = run_demo(data_root=tmp_path / "data", out=tmp_path / "demo",
+                      config=os.path.join(os.path.dirname(__file__), "..", "experiments",
+                                          "hmhn_demo.toml"))
+    test = result["splits"]["test"]
+    assert test["rmse"] < test["mean_predictor"]["rmse"], test
+    assert (tmp_path / "demo" / "report.md").is_file()

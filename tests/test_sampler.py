@@ -1,0 +1,92 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, epoch_indices,
+                                        eval_dataset, steps_per_epoch)
+from depressionmlp.data.types import SegmentedRecording
+
+
+def _recordings(counts=(3, 10, 25, 7, 12), labels=(0, 5, 5, 30, 12)):
+    recs = []
+    for i, (n, lab) in enumerate(zip(counts, labels)):
+        # segment j of recording i carries the value 1000*i + j everywhere
+        a = (1000.0 * i + np.arange(n, dtype=np.float32))[:, None, None] * np.ones((1, 18, 68),
+                                                                                   np.float32)
+        recs.append(SegmentedRecording(f"{100 + i}_1", f"{100 + i}", "train", float(lab),
+                                       a, a + 0.25, a + 0.5))
+    return recs
+
+
+def _epoch_values(ds, steps):
+    vals, labels = [], []
+    for x, y in ds.take(steps):
+        vals.append(x["R_X"].numpy()[:, 0, 0])
+        labels.append(y.numpy()[:, 0])
+        np.testing.assert_allclose(x["R_Y"].numpy() - x["R_X"].numpy(), 0.25)
+        np.testing.assert_allclose(x["R_AU"].numpy() - x["R_X"].numpy(), 0.5)
+    return np.concatenate(vals), np.concatenate(labels)
+
+
+def test_epoch_counts_four_per_recording_and_score():
+    recs = _recordings()
+    table = SegmentTable.from_recordings(recs)
+    steps = steps_per_epoch(table, 4, 8)
+    assert steps == 3          # 5 recordings * 4 = 20 segments -> 8 + 8 + 4
+    vals, labels = _epoch_values(balanced_dataset(table, seed=3, epochs=1), steps)
+    assert len(vals) == 20
+    per_rec = Counter((vals // 1000).astype(int))
+    assert per_rec == {0: 4, 1: 4, 2: 4, 3: 4, 4: 4}
+    # every (score, recording) pair holds exactly 4 segments; labels follow the segment
+    pairs = Counter(zip(labels.astype(int), (vals // 1000).astype(int)))
+    assert pairs == {(0, 0): 4, (5, 1): 4, (5, 2): 4, (30, 3): 4, (12, 4): 4}
+    # without replacement where a recording has >= 4 segments
+    for r in (1, 2, 3, 4):
+        seg = vals[(vals // 1000).astype(int) == r]
+        assert len(set(seg)) == 4
+    # a 3-segment recording uses all three, one twice
+    seg0 = vals[(vals // 1000).astype(int) == 0]
+    assert set(seg0) == {0.0, 1.0, 2.0}
+
+
+def test_epochs_redraw_and_seed_is_deterministic():
+    table = SegmentTable.from_recordings(_recordings())
+    e0 = epoch_indices(table, 0, seed=7).numpy()
+    e1 = epoch_indices(table, 1, seed=7).numpy()
+    assert not np.array_equal(np.sort(e0), np.sort(e1))       # fresh draw each epoch
+    np.testing.assert_array_equal(e0, epoch_indices(table, 0, seed=7).numpy())
+    assert not np.array_equal(e0, epoch_indices(table, 0, seed=8).numpy())
+    a, _ = _epoch_values(balanced_dataset(table, seed=1, epochs=2), 6)
+    b, _ = _epoch_values(balanced_dataset(table, seed=1, epochs=2), 6)
+    np.testing.assert_array_equal(a, b)
+    # batches never straddle epochs: epoch 2 starts a new batch and again has 4 per recording
+    assert Counter((a[20:] // 1000).astype(int)) == {0: 4, 1: 4, 2: 4, 3: 4, 4: 4}
+
+
+def test_draws_cover_long_recordings_over_many_epochs():
+    table = SegmentTable.from_recordings(_recordings())
+    seen = set()
+    for e in range(40):
+        idx = epoch_indices(table, e, seed=0).numpy()
+        seen.update(int(i) for i in idx if table.recording[i] == 2)
+    assert len(seen) >= 24          # of 25 segments of recording 2
+
+
+def test_eval_dataset_in_order_every_segment_once():
+    recs = _recordings()
+    table = SegmentTable.from_recordings(recs)
+    got = np.concatenate([x["R_X"].numpy()[:, 0, 0] for x in eval_dataset(table, batch_size=16)])
+    want = np.concatenate([r.R_X[:, 0, 0] for r in recs])
+    np.testing.assert_array_equal(got, want)
+    assert list(table.recording_ids[table.recording][:4]) == ["100_1"] * 3 + ["101_1"]
+    only_au = next(iter(eval_dataset(table, ("R_AU",))))
+    assert set(only_au) == {"R_AU"}
+
+
+def test_empty_inputs_rejected():
+    with pytest.raises(ValueError, match="no recordings"):
+        SegmentTable.from_recordings([])
+    empty = np.zeros((0, 18, 68), np.float32)
+    with pytest.raises(ValueError, match="without segments"):
+        SegmentTable.from_recordings([SegmentedRecording("x", "x", "train", 1.0, empty, empty, empty)])
