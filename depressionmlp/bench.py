@@ -115,7 +115,9 @@ def bench_hmhn(quick: bool) -> dict:
     for jit in (False, True):
         keras.utils.set_random_seed(0)
         model = build_hmhn(input_size=size)
-        model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=jit)
+        # loss="mse" as in hmhn.train: the partition loss (Eq. 11) comes via add_loss, the
+        # score needs its own loss or train_on_batch has nothing to fit the targets with.
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse", jit_compile=jit)
         model.train_on_batch(x, y)
         dt = _timeit(lambda: model.train_on_batch(x, y), min_seconds=3.0 if not quick else 1.0,
                      min_reps=2)

@@ -45,7 +45,8 @@ def run_demo(data_root="data", out="outputs/demo", config="experiments/demo.toml
     result["noise_floor"] = floor
     result["run_dir"] = str(run_dir)
     write_json_atomic(Path(out) / "metrics.json", result)
-    report = render_report(result, manifest, format_result_table(result))
+    run_cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    report = render_report(result, manifest, format_result_table(result), run_cfg)
     write_text_atomic(Path(out) / "report.md", report)
     print(report)
     return result
@@ -58,7 +59,23 @@ def _floor(floor, split):
     return v
 
 
-def render_report(result: dict, manifest: dict, table: str) -> str:
+def settings_line(cfg: dict) -> str:
+    """The training settings that differ from the paper's protocol, in words."""
+    t, seg = cfg.get("train", {}), cfg.get("data", {}).get("segment", {})
+    notes = []
+    if t.get("learning_rate", 2e-4) != 2e-4:
+        notes.append(f"learning rate {t['learning_rate']:g} (paper: 2e-4)")
+    if t.get("score_scale") is not None:
+        notes.append(f"score scale {t['score_scale']} [choice]")
+    if seg.get("center", "none") != "none":
+        notes.append(f"inputs centred per {seg['center']} [choice]")
+    if not notes:
+        return "Settings: the paper's protocol (Sec. IV-B)."
+    return ("Settings that differ from the paper's protocol (see experiments/demo.toml): "
+            + "; ".join(notes) + ".")
+
+
+def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = None) -> str:
     floor = result.get("noise_floor", {})
     rows = ["| split | recordings | model RMSE | model MAE | mean-predictor RMSE "
             "| noise floor RMSE |", "|---|---|---|---|---|---|"]
@@ -72,6 +89,7 @@ def render_report(result: dict, manifest: dict, table: str) -> str:
         f"Recording-level results of the best dev epoch ({result['best_epoch']} of "
         f"{result['epochs_run']}), {result['params']:,} parameters, trained "
         f"{result['train_seconds']:.0f} s on this machine.", "",
+        settings_line(cfg or {}), "",
         *rows, "",
         "The noise floor is the RMSE of the corpus's true latent scores against its noisy "
         "labels: no model can beat it on average. The mean predictor outputs the training "

@@ -56,6 +56,7 @@ DEFAULT_OPTIONS = {
     "ca_dropout": 0.0,
     # head
     "output_activation": "relu",       # Eq. 20; "linear" as an option
+    "score_scale": 1.0,                # [choice] Eq. 20 times a fixed scale (1 = paper)
 }
 
 
@@ -143,7 +144,7 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
             ``gmlp_depth`` (1), ``gmlp_spatial_init`` ("uniform"),
             ``gmlp_spatial_norm`` (False), ``ca_num_heads`` (4), ``ca_key_dim``
             (None -> N // heads), ``ca_dropout`` (0.0), ``output_activation``
-            ("relu" per Eq. 20, or "linear").
+            ("relu" per Eq. 20, or "linear"), ``score_scale`` (1.0; see ScoreHead).
 
     Returns:
         ``keras.Model`` named e.g. "DG_MG_Linear", inputs a dict of
@@ -180,7 +181,7 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
     if fusion is not None:
         outputs = _fusion(fusion, opts)(outputs)
     score = ScoreHead(num_streams=len(outputs), output_activation=opts["output_activation"],
-                      name="score")(outputs if len(outputs) > 1 else outputs[0])
+                      score_scale=opts["score_scale"], name="score")(outputs if len(outputs) > 1 else outputs[0])
     return keras.Model(inputs=model_inputs, outputs=score, name=name.replace("+", "_"))
 
 

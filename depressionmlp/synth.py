@@ -35,14 +35,15 @@ Signal (the only place the score enters)
     drives five latent expression axes (smile / lip-corner depressor, brow raise /
     frown, mouth open / lip press, upper-lip raise / nose wrinkle, lip stretch /
     squint). Each axis is a sum of raised-cosine events of random sign at Poisson
-    times with rate ``0.5/s * (0.35 + 0.65 E)``, amplitude ``1.3 * E`` (AU
+    times with rate ``0.8/s * (0.35 + 0.65 E)``, amplitude ``1.3 * E`` (AU
     intensity units, per-event log-normal spread 0.35) and duration
     ``1.2 s / (0.5 + 0.5 E)`` (per-event spread 0.3): more depressed faces make fewer,
     smaller, slower expressions. The axes are re-centred to zero mean per
     recording, then (a) move the 3-D face (brows, eyelids, mouth corners, lips, jaw)
     before head pose and projection, so the 2-D keypoints' motion carries the cue,
-    and (b) add to the AU intensities through a fixed AU x axis mixing matrix, so the
-    temporal spread of ``AUxx_r`` carries it. Presence ``AUxx_c`` switches on around
+    and (b) raise the AU intensities through a fixed AU x axis mixing matrix (each
+    sign of an axis drives its own AUs: smile -> AU12, lip-corner depressor -> AU15),
+    so the temporal spread of ``AUxx_r`` carries it. Presence ``AUxx_c`` switches on around
     the events of its axis, stretched so that the fraction of frames present is the
     subject's own (label-free) value: the *rate* of activations carries the cue, the
     fraction does not. A 3-second window often holds no event at all, so single
@@ -52,7 +53,8 @@ Nuisance (independent of the score)
     Per subject: face shape (deformation of a 68-point mean face), face width
     120-260 px, position in the frame, depth, head-pose drift amplitude (slow
     Ornstein-Uhlenbeck drifts in Rx/Ry/Rz and translation, plus fast jitter),
-    expressivity and event-rate multipliers (log-normal, sd 0.12), AU baseline levels,
+    expressivity and event-rate multipliers (log-normal, sd 0.05; they blur the
+    signal a little, so the true achievable error is somewhat above the noise floor), AU baseline levels,
     tracker jitter, blink rate (blinks drive AU45 and the eyelids), gaze direction,
     confidence level, AU-presence fractions, tracking-failure rate. The mean of every
     AU intensity is set to the subject's baseline exactly (re-centring after
@@ -102,7 +104,7 @@ AXIS_NAMES = ("smile(+)/lip-corner-depressor(-)", "brow-raise(+)/frown(-)",
               "mouth-open(+)/lip-press(-)", "upper-lip-raise(+)/relax(-)",
               "lip-stretch+squint(+)/relax(-)")
 # signal constants (documented in the module docstring and the manifest)
-EVENT_RATE_HZ = 0.5
+EVENT_RATE_HZ = 0.8
 EVENT_AMPLITUDE = 1.3
 EVENT_DURATION_S = 1.2
 SMALL = {"n_subjects": 12, "duration_s": (12, 20)}
@@ -395,8 +397,8 @@ def draw_nuisance(rng) -> dict:
         "pose_mean": rng.normal(0, [0.08, 0.12, 0.05]),
         "trans_sd_px": rng.uniform(3, 15),
         "head_jitter": rng.uniform(0.002, 0.008),
-        "expr_mult": rng.lognormal(0, 0.12),
-        "rate_mult": rng.lognormal(0, 0.12),
+        "expr_mult": rng.lognormal(0, 0.05),
+        "rate_mult": rng.lognormal(0, 0.05),
         "au_base": np.concatenate([rng.uniform(0.5, 1.8, 16), rng.uniform(0.15, 0.5, 1)]),
         "au_jitter": rng.uniform(0.04, 0.12),
         "lmk_jitter_px": rng.uniform(0.3, 1.0),
@@ -433,7 +435,7 @@ def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
     pos_b, neg_b, blink_b = expression_bases(mean_face())
     # --- expression axes: the signal
     rate = EVENT_RATE_HZ * (0.35 + 0.65 * e_val) * nuis["rate_mult"]
-    amp = EVENT_AMPLITUDE * e_val * nuis["expr_mult"] * rng.lognormal(0, 0.08)
+    amp = EVENT_AMPLITUDE * e_val * nuis["expr_mult"] * rng.lognormal(0, 0.04)
     dur = EVENT_DURATION_S / (0.5 + 0.5 * e_val)
     axes = np.zeros((n, N_AXES))
     events = []
@@ -469,7 +471,11 @@ def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
     # --- AUs
     mix = au_mixing()
     base = nuis["au_base"]
-    au_r = (base + axes @ mix.T + ou_process(rng, n, 17, nuis["au_jitter"], 2.0))
+    # AUs are activations: an axis drives the AUs of its own sign's action (smile -> AU12,
+    # lip-corner depressor -> AU15), so intensities rise from the subject's baseline.
+    au_r = (base + np.maximum(axes, 0) @ np.maximum(mix, 0).T
+            + np.maximum(-axes, 0) @ np.maximum(-mix, 0).T
+            + ou_process(rng, n, 17, nuis["au_jitter"], 2.0))
     au_r[:, -1] += 2.5 * blink
     au_r = recentre_clip(au_r, base)
     au_c = np.zeros((n, len(AU_PRESENCE)))
@@ -674,7 +680,7 @@ def _check_args(n_subjects, duration_s, fps, label_noise_sd, failed_frame_rate,
         raise ValueError(f"splits must be three positive fractions, got {splits}")
 
 
-def iter_recordings(*, n_subjects=40, seed=0, duration_s=(20, 45), fps=30,
+def iter_recordings(*, n_subjects=80, seed=0, duration_s=(12, 24), fps=30,
                     label_noise_sd=3.0, failed_frame_rate=0.03, second_session_frac=0.4,
                     splits=(0.6, 0.2, 0.2)):
     """Yield ``(meta, values)`` per recording, exactly what :func:`generate_corpus` writes.
@@ -765,7 +771,7 @@ def _existing_manifest(out: Path, params: dict, force: bool) -> dict | None:
                          "parameters; pass --force (force=True) to replace it")
 
 
-def generate_corpus(out_dir, *, n_subjects=40, seed=0, duration_s=(20, 45), fps=30,
+def generate_corpus(out_dir, *, n_subjects=80, seed=0, duration_s=(12, 24), fps=30,
                     label_noise_sd=3.0, failed_frame_rate=0.03, second_session_frac=0.4,
                     splits=(0.6, 0.2, 0.2), force=False, verbose=False) -> dict:
     """Write the synthetic corpus to ``out_dir`` and return its manifest.

@@ -50,6 +50,9 @@ DEFAULT_CONFIG = {
         "select_split": "dev",
         "eval_splits": ["dev", "test"],
         "strict_leakage": False,
+        # segmented recordings are cached here as .npz (keyed by file, mtime and
+        # settings), so a second run does not re-parse the CSVs; "" turns it off
+        "cache_dir": ".cache/segments",
         "segment": {},               # overrides of SegmentSettings (Eq. 1-3)
     },
     "train": {
@@ -68,6 +71,10 @@ DEFAULT_CONFIG = {
         "max_minutes": None,         # wall-clock budget; stops after the epoch that passes it
         "patience": None,            # epochs without dev improvement before stopping
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
+        # [choice] Eq. 20's Dense output times a fixed scale: null = 1 (the paper),
+        # "label_std" = the training labels' standard deviation (as if trained on
+        # standardised labels), or a number
+        "score_scale": None,
         "verbose": 1,
     },
 }
@@ -89,6 +96,11 @@ def resolve_config(config: dict, source: str = "config") -> dict:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
     if t["weight_decay_mode"] not in ("keras3", "keras2"):
         raise DataError(source, "train.weight_decay_mode must be 'keras3' or 'keras2'")
+    from depressionmlp.data.segments import CENTERING
+    center = cfg["data"]["segment"].get("center", "none")
+    if center not in CENTERING:
+        raise DataError(source, f"data.segment.center must be one of {list(CENTERING)}, "
+                                f"got {center!r}")
     if cfg["data"]["corpus"] not in SCALES:
         raise DataError(source, f"data.corpus must be one of {sorted(SCALES)}, "
                                 f"got {cfg['data']['corpus']!r}")
@@ -153,6 +165,18 @@ def make_optimizer(t: dict) -> keras.optimizers.Optimizer:
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         t["learning_rate"], decay_steps=1, decay_rate=t["weight_decay"])
     return keras.optimizers.Adam(learning_rate=schedule, beta_1=t["beta_1"], beta_2=t["beta_2"])
+
+
+def _score_scale(value, labels, source) -> float:
+    """The fixed factor of Eq. 20's output (see ``train.score_scale``)."""
+    if value is None:
+        return 1.0
+    if value == "label_std":
+        return max(float(np.std(labels)), 1.0)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise DataError(source, f"train.score_scale must be null, \"label_std\" or a positive "
+                            f"number, got {value!r}")
 
 
 def _init_output_bias(model: keras.Model, value: float) -> bool:
@@ -256,7 +280,7 @@ def load_tables(cfg: dict, settings: SegmentSettings, splits, warn=None) -> dict
     from depressionmlp.data.corpora import load_corpus
     d = cfg["data"]
     data = load_corpus(d["corpus"], d["data_root"], splits=tuple(splits), settings=settings,
-                       strict=d["strict_leakage"],
+                       strict=d["strict_leakage"], cache_dir=d["cache_dir"] or None,
                        **({"warn": warn} if warn is not None else {}))
     tables = {}
     for split in splits:
@@ -284,9 +308,12 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     dev_table = tables[d["select_split"]]
 
     keras.utils.set_random_seed(t["seed"])
+    score_scale = _score_scale(t["score_scale"], train_table.recording_labels, source)
+    if score_scale != 1.0:
+        cfg["model"]["score_scale"] = score_scale
     model = build_model_from_config(cfg, settings)
     if t["init_bias_to_mean"]:
-        _init_output_bias(model, float(np.mean(train_table.recording_labels)))
+        _init_output_bias(model, float(np.mean(train_table.recording_labels)) / score_scale)
     model.compile(optimizer=make_optimizer(t), loss=rmse_loss, jit_compile=t["jit_compile"])
 
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
@@ -308,7 +335,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         *callbacks,
     ]
     t0 = time.time()
-    model.fit(ds, epochs=t["epochs"], steps_per_epoch=steps, callbacks=callbacks,
+    model.fit(ds, epochs=t["epochs"], steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
               verbose=t["verbose"])
     train_seconds = time.time() - t0
 

@@ -72,6 +72,10 @@ DEFAULT_CONFIG = {
         "augment_flip": True,        # [choice] random horizontal flips (paper: silent)
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
         "eval_batch_size": 64,
+        # [choice] "precise BN": before each evaluation, re-estimate every BatchNorm's
+        # moving statistics from this many training batches (equal weights, current
+        # weights, dropout off); 0 = keep the running averages of training (the paper).
+        "bn_recalibration_batches": 0,
         "verbose": 1,
     },
     "quick": {                       # merged on top with --quick / QUICK=1
@@ -103,6 +107,9 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
+    n_recal = t["bn_recalibration_batches"]
+    if not isinstance(n_recal, int) or isinstance(n_recal, bool) or n_recal < 0:
+        raise DataError(source, "train.bn_recalibration_batches must be an integer >= 0")
     if not isinstance(d["frames_per_video"], int) or d["frames_per_video"] < 1:
         raise DataError(source, "data.frames_per_video must be a positive integer")
     if t["jit_compile"] not in ("auto", True, False):
@@ -226,6 +233,53 @@ def evaluate_frames(model: keras.Model, fs: FrameSet, batch_size: int = 64,
     rows = [{"recording_id": str(v), "subject_id": fs.subject.get(str(v), ""), "true": float(t),
              "predicted": float(p)} for v, p, t in zip(vid, vpred, vtrue)]
     return res, rows
+
+
+def recalibrate_batchnorm(model: keras.Model, fs: FrameSet, n_batches: int,
+                          batch_size: int = 64, seed: int = 0) -> int:
+    """Precise BN: re-estimate the moving statistics of every BatchNormalization layer.
+
+    Runs ``n_batches`` batches of training frames (a seeded sample, no augmentation)
+    through the model in training mode with the *current* weights and sets each BN's
+    moving mean / variance to the equal-weight average of its batch statistics (not
+    the exponential average over weights that changed from step to step). Dropout is
+    switched off meanwhile, so the output BN sees what it will see at inference (the
+    dropout / BN variance shift). Trainable weights are untouched. Returns the number
+    of frames used.
+
+    Why: early in training the running averages (momentum 0.9) mix statistics of
+    weights that moved a lot; HMHN's unnormalised heads (a spatial map summed over 512
+    channels) amplify the mismatch, and inference-mode predictions came out offset and
+    squashed (dev RMSE above the mean predictor's) while training-mode ones ranked
+    the videos.
+    """
+    if n_batches < 1:
+        return 0
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    drops = [l for l in layers if isinstance(l, keras.layers.Dropout)]
+    if not bns:
+        return 0
+    bs = max(2, min(batch_size, len(fs)))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(fs))
+    n_batches = min(n_batches, len(fs) // bs)
+    momenta = [bn.momentum for bn in bns]
+    rates = [d.rate for d in drops]
+    try:
+        for d in drops:
+            d.rate = 0.0
+        for i in range(n_batches):
+            for bn in bns:                      # running mean with equal weights
+                bn.momentum = i / (i + 1)
+            xb = tf.convert_to_tensor(fs.x[order[i * bs:(i + 1) * bs]], dtype=tf.float32)
+            model(xb, training=True)
+    finally:
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+        for d, r in zip(drops, rates):
+            d.rate = r
+    return n_batches * bs
 
 
 def write_predictions_csv(path, rows) -> None:

@@ -152,6 +152,27 @@ def _source(path):
     return RecordingSource("203_1", "203", "train", 12.0, str(path), None)
 
 
+def test_recording_centering_subtracts_the_mean_of_kept_frames():
+    success = np.ones(300, bool)
+    success[40:60] = False                            # failed frames stay out of the mean
+    f = frames_of(300, success=success, seed=3)
+    plain = segment_recording(f, SegmentSettings())
+    cent = segment_recording(f, SegmentSettings(center="recording"))
+    kept = np.flatnonzero(success[::5]) * 5           # the 6-fps frames used
+    np.testing.assert_allclose(cent[0], plain[0] - f.x[kept].mean(0) / 480, atol=1e-6)
+    np.testing.assert_allclose(cent[1], plain[1] - f.y[kept].mean(0) / 480, atol=1e-6)
+    au_mean = widen_aus(f.au[kept], 68).mean(0)
+    np.testing.assert_allclose(cent[2], plain[2] - au_mean, atol=1e-5)
+    assert cent[3]["segments"] == plain[3]["segments"]
+    # a constant offset of the whole face (where it sits in the frame) disappears
+    moved = frames_of(300, success=success, seed=3)
+    moved.x = moved.x + 37.0
+    np.testing.assert_allclose(segment_recording(moved, SegmentSettings(center="recording"))[0],
+                               cent[0], atol=1e-5)
+    with pytest.raises(ValueError, match="center"):
+        segment_recording(f, SegmentSettings(center="subject"))
+
+
 def test_cache_hit_does_not_reparse(tmp_path, monkeypatch):
     p = write_openface_csv(tmp_path / "203_1.csv", 150)
     cache = tmp_path / "cache"

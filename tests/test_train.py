@@ -15,16 +15,20 @@ from depressionmlp.errors import DataError
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    manifest = synth.generate_corpus(root / "synthetic", n_subjects=24, seed=11,
-                                     duration_s=(20, 30))
+    manifest = synth.generate_corpus(root / "synthetic", n_subjects=48, seed=11,
+                                     duration_s=(10, 14))
     return root, manifest
 
 
 def _config(root, **train_over):
-    t = {"epochs": 30, "seed": 0, "verbose": 0}
+    # the demo's settings (experiments/demo.toml): lr 1e-3, label-std score scale and
+    # recording centering
+    t = {"epochs": 60, "seed": 0, "verbose": 0, "learning_rate": 1e-3,
+         "score_scale": "label_std"}
     t.update(train_over)
     return {"name": "t", "model": {"name": "DG+MG+Linear", "inputs": "all"},
-            "data": {"corpus": "synthetic", "data_root": str(root)}, "train": t}
+            "data": {"corpus": "synthetic", "data_root": str(root),
+                     "segment": {"center": "recording"}}, "train": t}
 
 
 @pytest.fixture(scope="module")

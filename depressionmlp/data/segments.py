@@ -36,6 +36,9 @@ class ShortRecordingError(DataError):
 
 # ----------------------------------------------------------------------------- Eq. 1-3
 
+CENTERING = ("none", "recording")
+
+
 def downsample_step(fps_in: float, fps: float) -> int:
     """Frames between kept frames: round(fps_in / fps), at least 1 (30 -> 6 fps: 5)."""
     if fps <= 0 or fps_in <= 0:
@@ -195,6 +198,8 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
     m = int(s.segment_length)
     if m < 1 or s.stride < 1:
         raise ValueError(f"segment_length and stride must be >= 1, got {m}, {s.stride}")
+    if s.center not in CENTERING:
+        raise ValueError(f"center must be one of {CENTERING}, got {s.center!r}")
     keep_all = kept_mask(frames, s.min_confidence)
     keep = keep_all[::step]
     frame_no = frames.frame[::step]
@@ -219,6 +224,10 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
     r_x = normalise_landmarks(frames.x[win], s.frame_size)
     r_y = normalise_landmarks(frames.y[win], s.frame_size)
     r_au = widen_aus(frames.au[win], s.n_points)
+    if s.center == "recording":                   # [choice] see SegmentSettings.center
+        r_x -= normalise_landmarks(frames.x[rows], s.frame_size).mean(axis=0)
+        r_y -= normalise_landmarks(frames.y[rows], s.frame_size).mean(axis=0)
+        r_au -= widen_aus(frames.au[rows], s.n_points).mean(axis=0)
     return r_x, r_y, r_au, info
 
 

@@ -22,6 +22,11 @@ class SegmentSettings:
         n_points: N, columns per stream (68 keypoints; AUs widened to it by Eq. 3).
         min_confidence: frames with ``success == 0`` or confidence below this
             are dropped; a segment never spans a dropped frame [choice].
+        center: ``"none"`` (the paper: Eq. 2/3 values as they are) or
+            ``"recording"`` [choice, not in the paper]: subtract each column's mean
+            over the recording's kept frames, so that where a face sits in the frame,
+            its shape and its resting AU levels (identity) do not reach the model and
+            only movement about the recording's own mean does.
     """
 
     fps_in: float = 30.0
@@ -31,12 +36,13 @@ class SegmentSettings:
     frame_size: tuple[int, int] = (480, 480)
     n_points: int = 68
     min_confidence: float = 0.8
+    center: str = "none"
 
     def to_dict(self) -> dict:
         return {"fps_in": self.fps_in, "fps": self.fps,
                 "segment_length": self.segment_length, "stride": self.stride,
                 "frame_size": list(self.frame_size), "n_points": self.n_points,
-                "min_confidence": self.min_confidence}
+                "min_confidence": self.min_confidence, "center": self.center}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentSettings":

@@ -156,13 +156,20 @@ class ScoreHead(keras.layers.Layer):
 
     then, over the k present streams in input order,
 
-    - Eq. 20 ``s = act(Dense_{kN->1}(concat_rows(s_1, ..., s_k)))``  scalar.
+    - Eq. 20 ``s = act(score_scale * Dense_{kN->1}(concat_rows(s_1, ..., s_k)))``  scalar.
+
+    ``score_scale`` is 1 in the paper. A fixed (non-trained) scale such as the
+    training labels' standard deviation [choice] lets the Dense work in units of
+    that spread, which is what training on standardised labels does: with Adam,
+    the score then moves ``score_scale`` times faster per step.
 
     Parameters: ``k*(M + 1) + (k*N + 1)`` (262 at k=3, M=18, N=68).
 
     Args:
         num_streams: k, how many (batch, M, N) tensors the head takes (1-3).
         output_activation: ``"relu"`` (default, Eq. 20) or ``"linear"``.
+        score_scale: positive float multiplying the Dense output before the
+            activation (default 1.0, Eq. 20 as printed).
 
     Call args:
         inputs: one tensor or a list of ``num_streams`` tensors, (batch, M, N).
@@ -171,8 +178,12 @@ class ScoreHead(keras.layers.Layer):
         the score, (batch, 1).
     """
 
-    def __init__(self, num_streams: int = 3, output_activation: str = "relu", **kwargs):
+    def __init__(self, num_streams: int = 3, output_activation: str = "relu",
+                 score_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        if not float(score_scale) > 0:
+            raise ValueError(f"ScoreHead: score_scale must be > 0, got {score_scale}.")
+        self.score_scale = float(score_scale)
         if int(num_streams) not in (1, 2, 3):
             raise ValueError(f"ScoreHead: num_streams must be 1, 2 or 3, got {num_streams}.")
         if output_activation not in OUTPUT_ACTIVATIONS:
@@ -197,7 +208,7 @@ class ScoreHead(keras.layers.Layer):
             dense = keras.layers.Dense(1, activation="relu", name=f"stream_score_{i}")
             dense.build((None, n, m))
             self.stream_scores.append(dense)
-        self.out_dense = keras.layers.Dense(1, activation=self.output_activation, name="out")
+        self.out_dense = keras.layers.Dense(1, name="out")
         self.out_dense.build((None, self.num_streams * n))
         self.built = True
 
@@ -209,7 +220,10 @@ class ScoreHead(keras.layers.Layer):
         scores = [_summarize_columns(dense, d)                  # Eq. 19 (N,) each
                   for dense, d in zip(self.stream_scores, streams)]
         joined = scores[0] if len(scores) == 1 else ops.concatenate(scores, axis=-1)
-        return self.out_dense(joined)                           # Eq. 20 (1,)
+        out = self.out_dense(joined)                            # Eq. 20 (1,)
+        if self.score_scale != 1.0:
+            out = out * self.score_scale
+        return ops.relu(out) if self.output_activation == "relu" else out
 
     def compute_output_shape(self, input_shape):
         shapes = input_shape if isinstance(input_shape[0], (list, tuple)) else [input_shape]
@@ -223,5 +237,6 @@ class ScoreHead(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"num_streams": self.num_streams,
-                       "output_activation": self.output_activation})
+                       "output_activation": self.output_activation,
+                       "score_scale": self.score_scale})
         return config

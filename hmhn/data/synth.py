@@ -161,16 +161,35 @@ def draw_identity(rng) -> dict:
     }
 
 
-def draw_expression(rng, true_score: float) -> dict:
+@dataclass(frozen=True)
+class CueStrength:
+    """How far the score moves the three expression cues (at severity ``s = 1``).
+
+    ``droop_max``: mouth-corner droop, fraction of the image size; ``open_drop``: the
+    fraction of the eyelid aperture lost; ``brow_max_deg``: inner-brow raise in degrees.
+    The defaults are subtle at 64 px (droop ~2 px); ``make demo-hmhn`` uses stronger
+    cues (``experiments/hmhn_demo.toml``). Only the score's effect changes: the
+    label-free frame noise (smiles, blinks, jitter) stays as it is.
+    """
+    droop_max: float = DROOP_MAX
+    open_drop: float = OPEN_DROP
+    brow_max_deg: float = BROW_MAX_DEG
+
+    def check(self) -> None:
+        if not (self.droop_max >= 0 and 0 <= self.open_drop < 1 and self.brow_max_deg >= 0):
+            raise ValueError("need droop_max >= 0, 0 <= open_drop < 1, brow_max_deg >= 0")
+
+
+def draw_expression(rng, true_score: float, cues: CueStrength = CueStrength()) -> dict:
     """One frame's expression: the score-driven cues plus label-free frame variation."""
     s = min(true_score, SEVERITY_CAP) / SEVERITY_CAP
     smile = (1 - 0.7 * s) * float(np.clip(rng.normal(0.25, 0.45), 0, 1))
     blink = rng.random() < 0.07
-    openness = (1 - OPEN_DROP * s) * float(np.exp(rng.normal(0, 0.08)))
+    openness = (1 - cues.open_drop * s) * float(np.exp(rng.normal(0, 0.08)))
     return {
-        "droop": DROOP_MAX * s - 0.03 * smile + rng.normal(0, 0.004),
+        "droop": cues.droop_max * s - 0.03 * smile + rng.normal(0, 0.004),
         "openness": 0.12 if blink else openness,
-        "brow_deg": BROW_MAX_DEG * s - 4.0 * smile + rng.normal(0, 3.0),
+        "brow_deg": cues.brow_max_deg * s - 4.0 * smile + rng.normal(0, 3.0),
         "brow_lift": 0.01 * smile + rng.normal(0, 0.004),
         "mouth_open": max(0.0, rng.normal(0.0, 0.015)),
         "gaze": rng.normal(0, 0.006, 2),
@@ -325,8 +344,11 @@ def noise_floor(videos: list[dict]) -> tuple[dict, dict]:
 
 
 def iter_videos(*, n_subjects, frames_per_video, size, seed, label_noise_sd,
-                second_session_frac, split_fractions):
+                second_session_frac, split_fractions, droop_max=DROOP_MAX,
+                open_drop=OPEN_DROP, brow_max_deg=BROW_MAX_DEG):
     """Yield ``(meta, frames)`` per video; frames ``(F, size, size, 3)`` uint8 RGB."""
+    cues = CueStrength(droop_max, open_drop, brow_max_deg)
+    cues.check()
     for subj in plan_subjects(seed, n_subjects, split_fractions, second_session_frac):
         rng = np.random.default_rng(subj.seed)
         pixel_rng = np.random.default_rng([subj.seed, 1])   # size-dependent draws apart
@@ -335,7 +357,7 @@ def iter_videos(*, n_subjects, frames_per_video, size, seed, label_noise_sd,
             true = subj.true_score if session == 1 else float(
                 np.clip(subj.true_score + rng.uniform(-2, 2), 0, 63))
             label = int(np.rint(np.clip(true + rng.normal(0, label_noise_sd), 0, 63)))
-            exprs = [draw_expression(rng, true) for _ in range(frames_per_video)]
+            exprs = [draw_expression(rng, true, cues) for _ in range(frames_per_video)]
             frames = np.stack([finish_frame(pixel_rng, draw_face(size, ident, e), e["gain"])
                                for e in exprs])
             meta = {"video_id": f"{subj.sid}_{session}", "subject": subj.sid,
@@ -358,16 +380,18 @@ def _write_video(root: Path, meta: dict, frames: np.ndarray) -> None:
         f"{meta['label']}\n")
 
 
-def signal_description() -> dict:
+def signal_description(cues: CueStrength = CueStrength()) -> dict:
     """The generative story in machine-readable form (also in the module docstring)."""
     return {
         "score_prior": "85% gamma(k=1.8, theta=6.5) + 15% normal(33, 9), clipped 0..63; "
                        "second session = first + U(-2, 2)",
         "label": "round(clip(true + N(0, label_noise_sd), 0, 63))",
         "severity": f"s = min(true, {SEVERITY_CAP:g}) / {SEVERITY_CAP:g}",
-        "mouth_droop": f"{DROOP_MAX} * s - 0.03 * smile + N(0, 0.004)  (fraction of size)",
-        "eye_openness": f"(1 - {OPEN_DROP} * s) * lognormal(0, 0.08); blinks 7% -> 0.12",
-        "brow_inner_raise_deg": f"{BROW_MAX_DEG} * s - 4 * smile + N(0, 3)",
+        "mouth_droop": f"{cues.droop_max:g} * s - 0.03 * smile + N(0, 0.004)  "
+                       "(fraction of size)",
+        "eye_openness": f"(1 - {cues.open_drop:g} * s) * lognormal(0, 0.08); "
+                        "blinks 7% -> 0.12",
+        "brow_inner_raise_deg": f"{cues.brow_max_deg:g} * s - 4 * smile + N(0, 3)",
         "smile": "(1 - 0.7 s) * clip(N(0.25, 0.45), 0, 1) per frame",
         "label_free": ["head size", "eye spacing and size", "brow height/thickness/slant",
                        "nose and mouth geometry", "skin, hair, iris, lip, shirt, background "
@@ -413,8 +437,12 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 def generate_faces(out_dir, n_subjects=24, frames_per_video=8, size=96, seed=0,
                    label_noise_sd=3.0, *, second_session_frac=0.3,
-                   split_fractions=(0.6, 0.2, 0.2)) -> dict:
+                   split_fractions=(0.6, 0.2, 0.2), droop_max=DROOP_MAX,
+                   open_drop=OPEN_DROP, brow_max_deg=BROW_MAX_DEG) -> dict:
     """Write the synthetic face corpus to ``out_dir``; return its manifest.
+
+    ``droop_max``, ``open_drop``, ``brow_max_deg``: the score's effect on the three
+    expression cues (:class:`CueStrength`; defaults subtle, the demo's stronger).
 
     Written into a temporary sibling folder and renamed into place at the end (an
     interrupted run leaves nothing half-written); an existing earlier corpus there is
@@ -425,12 +453,16 @@ def generate_faces(out_dir, n_subjects=24, frames_per_video=8, size=96, seed=0,
         raise ValueError("need frames_per_video >= 1, size >= 32, label_noise_sd >= 0")
     if not 0 <= second_session_frac <= 1 or len(split_fractions) != 3:
         raise ValueError("second_session_frac in [0, 1]; split_fractions: three numbers")
+    cues = CueStrength(float(droop_max), float(open_drop), float(brow_max_deg))
+    cues.check()
     out = Path(out_dir)
     _prepare_out(out)
     params = {"n_subjects": int(n_subjects), "frames_per_video": int(frames_per_video),
               "size": int(size), "seed": int(seed), "label_noise_sd": float(label_noise_sd),
               "second_session_frac": float(second_session_frac),
-              "split_fractions": [float(f) for f in split_fractions]}
+              "split_fractions": [float(f) for f in split_fractions],
+              "droop_max": cues.droop_max, "open_drop": cues.open_drop,
+              "brow_max_deg": cues.brow_max_deg}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -444,7 +476,7 @@ def generate_faces(out_dir, n_subjects=24, frames_per_video=8, size=96, seed=0,
         videos.sort(key=lambda v: (SPLITS.index(v["split"]), v["video_id"]))
         floor, mean_pred = noise_floor(videos)
         manifest = {"corpus": "synthetic-faces", "generator": GENERATOR, "seed": int(seed),
-                    "parameters": params, "signal": signal_description(),
+                    "parameters": params, "signal": signal_description(cues),
                     "noise_floor": floor, "mean_predictor_rmse": mean_pred, "videos": videos}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         _swap_into_place(tmp, out)
