@@ -120,11 +120,11 @@ def mutual_guidance(q_x, q_y, q_au, w, guide_au=True, guide_keypoints=True):
     return [d_x, d_y, d_au]
 
 
-def score_head(*streams, w, output_activation="relu"):
+def score_head(*streams, w, output_activation="relu", score_scale=1.0):
     """Eq. 19-20 on one sample's k streams -> (1,)."""
     scores = [relu(c1(d.T, w, f"stream_score_{i}")) for i, d in enumerate(streams)]  # (N, 1)
     stacked = np.concatenate(scores, axis=0)                       # (kN, 1)
-    s = w["out/kernel"].T @ stacked + w["out/bias"][:, None]       # Eq. 20 (1, 1)
+    s = score_scale * (w["out/kernel"].T @ stacked + w["out/bias"][:, None])  # Eq. 20 (1, 1)
     s = relu(s) if output_activation == "relu" else s
     return s[:, 0]
 

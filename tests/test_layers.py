@@ -74,6 +74,8 @@ CASES = [
      lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, output_activation="linear")]),
     ("head3", lambda: ScoreHead(3), 3,
      lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w)]),
+    ("head3_scaled", lambda: ScoreHead(3, score_scale=9.5), 3,
+     lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, score_scale=9.5)]),
     ("gmlp", lambda: GatedMLPBlock(), 1,
      lambda xs, w: [ref.batched(ref.gmlp)(xs[0], w=w)]),
     ("gmlp_norm_w6", lambda: GatedMLPBlock(width=6, spatial_norm=True), 1,
@@ -228,6 +230,8 @@ def test_bad_options_raise():
         MutualGuidance(guide_au=False, guide_keypoints=False)
     with pytest.raises(ValueError, match="output_activation"):
         ScoreHead(3, output_activation="sigmoid")
+    with pytest.raises(ValueError, match="score_scale"):
+        ScoreHead(3, score_scale=0.0)
     with pytest.raises(ValueError, match="list of 3"):
         MutualGuidance().build((None, M, N))
     with pytest.raises(ValueError, match="share"):

@@ -49,14 +49,21 @@ def test_depressionmlp_beats_mean_predictor(trained):
     assert result["params"] == 42192
 
 
+def manifest_labels(manifest, split):
+    return [r["label"] for r in manifest["recordings"] if r["split"] == split]
+
+
 def test_run_directory_contents(trained):
-    run_dir, result, _ = trained
+    run_dir, result, manifest = trained
     for name in ("config.json", "best.keras", "metrics.json", "history.json",
                  "predictions_dev.csv", "predictions_test.csv"):
         assert (run_dir / name).exists(), name
     assert list((run_dir / "tb").rglob("*tfevents*"))
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["train"]["learning_rate"] == 2e-4 and cfg["train"]["batch_size"] == 8
+    assert cfg["train"]["learning_rate"] == 1e-3 and cfg["train"]["batch_size"] == 8
+    labels = [float(v) for v in manifest_labels(manifest, "train")]
+    assert cfg["model"]["score_scale"] == pytest.approx(np.std(labels), rel=1e-5)
+    assert cfg["resolved"]["segment"]["center"] == "recording"
     assert cfg["resolved"]["segment"]["segment_length"] == 18
     hist = json.loads((run_dir / "history.json").read_text())
     best = min(h["dev_rmse"] for h in hist)
