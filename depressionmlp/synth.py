@@ -143,7 +143,8 @@ def mean_face() -> np.ndarray:
     p[48:60, 1] = 0.30 - np.where(np.sin(ang) > 0, 0.06, 0.07) * np.sin(ang)
     ang_in = np.linspace(np.pi, -np.pi, 9)[:-1]
     p[60:68, 0] = 0.12 * np.cos(ang_in)
-    p[60:68, 1] = 0.30 - 0.0125 * np.sin(ang_in)   # lips slightly parted
+    p[60:68, 1] = 0.30 - 0.03 * np.sin(ang_in)     # lips parted: the inner-lip gap stays
+    #                                                 positive, so its mean cannot grow with motion
     p[:, 2] = 0.55 * (2 * p[:, 0]) ** 2 - 0.12 * np.exp(-((p[:, 0] / 0.1) ** 2
                                                           + ((p[:, 1] - 0.08) / 0.12) ** 2))
     return p

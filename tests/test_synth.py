@@ -333,12 +333,12 @@ def test_static_statistics_do_not_know_the_label(honesty_table):
 
 def test_dynamic_statistics_carry_the_score(honesty_table):
     true = np.array([m["true_score"] for m, _, _ in honesty_table])
-    # Over seeds 1-3, 7, 99, 123 (150 subjects) Pearson was -0.75..-0.84 (AU spread) and
-    # -0.67..-0.78 (keypoints), Spearman -0.66..-0.79 and -0.60..-0.76.
+    # Over seeds 1-3, 7, 99, 123 (150 subjects) Pearson was -0.86..-0.89 (AU spread) and
+    # -0.79..-0.84 (keypoints), Spearman -0.79..-0.85 and -0.73..-0.81.
     au_std = _column(honesty_table, 2, "au_std")
-    assert pearsonr(au_std, true)[0] < -0.6 and spearmanr(au_std, true)[0] < -0.6
+    assert pearsonr(au_std, true)[0] < -0.75 and spearmanr(au_std, true)[0] < -0.7
     kp_std = _column(honesty_table, 2, "keypoint_std")
-    assert pearsonr(kp_std, true)[0] < -0.6 and spearmanr(kp_std, true)[0] < -0.5
+    assert pearsonr(kp_std, true)[0] < -0.7 and spearmanr(kp_std, true)[0] < -0.65
     for key in ("au_speed", "keypoint_speed", "au_c_onsets_per_frame"):
         assert pearsonr(_column(honesty_table, 2, key), true)[0] < -0.3, key
 
@@ -359,9 +359,10 @@ def _ridge_rmse(rows, part):
 def test_ridge_finds_the_label_in_dynamics_not_in_statics(honesty_table):
     """Held-out (dev + test subjects) recording-level RMSE against the mean predictor.
 
-    Over seeds 1-3, 7, 99, 123: static / mean 0.97..1.02, dynamic / mean 0.54..0.73.
+    Over seeds 1-3, 7, 99, 123: static / mean 0.98..1.04, dynamic / mean 0.49..0.58;
+    the largest |r| of a static statistic with the label was 0.20..0.23.
     """
     static_rmse, mean_rmse = _ridge_rmse(honesty_table, 1)
     dynamic_rmse, _ = _ridge_rmse(honesty_table, 2)
     assert static_rmse > 0.9 * mean_rmse, (static_rmse, mean_rmse)
-    assert dynamic_rmse < 0.8 * mean_rmse, (dynamic_rmse, mean_rmse)
+    assert dynamic_rmse < 0.7 * mean_rmse, (dynamic_rmse, mean_rmse)

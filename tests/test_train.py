@@ -10,6 +10,7 @@ import pytest
 from depressionmlp import synth, train
 from depressionmlp.cli import main
 from depressionmlp.errors import DataError
+from depressionmlp.models import MODEL_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,38 @@ def test_depressionmlp_beats_mean_predictor(trained):
         # a clear margin over predicting the training mean, on held-out subjects
         assert r["rmse"] < 0.85 * mean_rmse, (split, r["rmse"], mean_rmse)
     assert result["params"] == 42192
+
+
+@pytest.fixture(scope="module")
+def tables(corpus):
+    root, _ = corpus
+    cfg = train.resolve_config(_config(root))
+    return train.load_tables(cfg, train.segment_settings(cfg), ["train", "dev", "test"])
+
+
+ALL_COMBOS = [(n, k) for n in MODEL_NAMES for k in ("xy", "au", "all")
+              if k == "all" or n in ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear")]
+# the default run takes three (every model builds and steps on random data in
+# test_models.py); `make test-slow` runs all 16 through the real pipeline
+FAST_COMBOS = {("gMLP+Linear", "xy"), ("CLG+Linear", "au"), ("DG+CA+Linear", "all")}
+
+
+@pytest.mark.parametrize("name,inputs", [
+    pytest.param(n, k, id=f"{n}-{k}",
+                 marks=() if (n, k) in FAST_COMBOS else pytest.mark.slow)
+    for n, k in ALL_COMBOS])
+def test_every_model_trains_on_the_bundled_corpus(name, inputs, corpus, tables, tmp_path):
+    """Tables III-IV: each model x its inputs, one short balanced epoch, through train()."""
+    root, _ = corpus
+    cfg = _config(root, epochs=1, per_recording=1)
+    cfg["model"] = {"name": name, "inputs": inputs}
+    run_dir, result = train.train(cfg, out_base=tmp_path, tables=tables)
+    assert result["model"] == name and result["inputs"] == inputs
+    assert result["steps_per_epoch"] == -(-tables["train"].n_recordings // 8)
+    for split in ("dev", "test"):
+        r = result["splits"][split]
+        assert r["n"] == tables[split].n_recordings and np.isfinite(r["rmse"])
+    assert (run_dir / "best.keras").exists()
 
 
 def manifest_labels(manifest, split):
