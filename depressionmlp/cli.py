@@ -68,6 +68,8 @@ def _load_toml_config(path, args) -> dict:
         cfg.setdefault("data", {})["data_root"] = args.data_root
     if args.corpus:
         cfg.setdefault("data", {})["corpus"] = args.corpus
+    if getattr(args, "strict", False):
+        cfg.setdefault("data", {})["strict_leakage"] = True
     train = cfg.setdefault("train", {})
     if args.epochs is not None:
         train["epochs"] = args.epochs
@@ -209,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-minutes", type=float)
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
+    s.add_argument("--strict", action="store_true",
+                   help="a subject in more than one split is an error, not a warning")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_train)
 

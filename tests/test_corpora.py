@@ -217,3 +217,18 @@ def test_load_daic_uses_640_divisor_and_20_aus(tmp_path):
     r = data["train"][0]
     assert r.R_AU.shape == (1, 18, 68) and r.label == 4.0
     assert 150 / 640 - 1e-6 <= r.R_X.min() and r.R_X.max() <= 500 / 640 + 1e-6
+
+
+def test_cli_train_strict_leakage_is_one_line_exit_2(tmp_path, capsys):
+    from depressionmlp.cli import main
+    recs = {"train": {"203_1": 12, "205_1": 30}, "dev": {"203_2": 14}, "test": {"400_1": 5}}
+    make_avec2013(tmp_path, recs, n_frames=100)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[data]\ncorpus = "avec2013"\n[train]\nepochs = 1\nverbose = 0\n')
+    out = tmp_path / "runs"
+    code = main(["train", "--config", str(cfg), "--data-root", str(tmp_path),
+                 "--out", str(out), "--strict"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "203 (train, dev)" in err[0] and "strict" in err[0]
+    assert not out.exists()                     # nothing written half-way
