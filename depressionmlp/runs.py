@@ -90,3 +90,39 @@ def deep_update(base: dict, override: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def load_keras_file(path, custom_objects=None):
+    """Load a ``.keras`` model with ``safe_mode=True``; any failure is one DataError.
+
+    The packages' layers must be registered (imported) before the call.
+    """
+    import keras
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "model file not found")
+    if path.is_dir():
+        raise DataError(path, "expected a .keras model file, got a directory")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, custom_objects=custom_objects)
+    except Exception as e:  # zip / json / weight errors all mean: not a usable model
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(path, f"not a readable .keras model ({msg[:160]})") from None
+
+
+def run_files(model_path, trainer: str) -> tuple[Path, dict]:
+    """``(model file, config)`` of a run directory or of a ``.keras`` file in one.
+
+    ``trainer`` names the command that writes run directories, for the message.
+    """
+    p = Path(model_path)
+    model_file = p / "best.keras" if p.is_dir() else p
+    cfg_file = model_file.parent / "config.json"
+    if not cfg_file.exists():
+        raise DataError(cfg_file, "no config.json beside the model; pass a run directory "
+                                  f"written by `{trainer}`")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(cfg_file, f"not valid JSON: {e}") from None
+    return model_file, cfg

@@ -38,7 +38,8 @@ from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dat
                                         steps_per_epoch)
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
-from depressionmlp.runs import deep_update, new_run_dir, write_json_atomic, write_text_atomic
+from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
+                                write_json_atomic, write_text_atomic)
 
 DEFAULT_CONFIG = {
     "name": "DG+MG+Linear",
@@ -381,29 +382,12 @@ def _merge_tables(tables: list[SegmentTable]) -> SegmentTable:
 def load_model_file(path) -> keras.Model:
     """Load a ``.keras`` model with ``safe_mode=True``; a bad file is a DataError."""
     import depressionmlp.layers  # noqa: F401  (registers the custom layers)
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "model file not found")
-    try:
-        return keras.saving.load_model(path, safe_mode=True,
-                                       custom_objects={"rmse_loss": rmse_loss})
-    except Exception as e:  # zip/h5/json errors all mean the same thing to a user
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(path, f"not a readable .keras model ({msg[:160]})") from None
+    return load_keras_file(path, custom_objects={"rmse_loss": rmse_loss})
 
 
 def load_run(model_path) -> tuple[keras.Model, dict]:
     """A run directory or a ``.keras`` file beside its ``config.json``."""
-    p = Path(model_path)
-    model_file = p / "best.keras" if p.is_dir() else p
-    cfg_file = model_file.parent / "config.json"
-    if not cfg_file.exists():
-        raise DataError(cfg_file, "no config.json beside the model; pass a run directory "
-                                  "written by `depressionmlp train`")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(cfg_file, f"not valid JSON: {e}") from None
+    model_file, cfg = run_files(model_path, "depressionmlp train")
     return load_model_file(model_file), cfg
 
 
