@@ -14,18 +14,32 @@ from depressionmlp.errors import DataError
 from depressionmlp.runs import load_config, write_json_atomic, write_text_atomic
 
 
-def ensure_synthetic(data_root) -> dict:
-    """Generate ``<data_root>/synthetic`` unless it is there; return its manifest."""
+def ensure_synthetic(data_root, **params) -> dict:
+    """Generate ``<data_root>/synthetic`` unless it already holds this generator's corpus.
+
+    A corpus written by an older version of the generator (or with other
+    parameters) is replaced; a folder holding anything else is refused.
+    ``params`` go to :func:`depressionmlp.synth.generate_corpus`.
+    """
     from depressionmlp import synth
     corpus = Path(data_root) / "synthetic"
-    manifest = corpus / "manifest.json"
-    if not manifest.exists():
-        print(f"generating the bundled synthetic corpus in {corpus} ...", flush=True)
-        synth.generate_corpus(corpus)
     try:
-        return json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(manifest, f"unreadable synthetic-corpus manifest ({e})") from None
+        manifest = json.loads((corpus / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        manifest = None
+    ours = isinstance(manifest, dict) and manifest.get("generator") == "depressionmlp.synth"
+    t0 = time.time()
+    try:
+        result = synth.generate_corpus(corpus, **params)
+    except DataError:
+        if not ours:
+            raise
+        print(f"replacing the synthetic corpus in {corpus} (older generator or parameters)",
+              flush=True)
+        result = synth.generate_corpus(corpus, force=True, **params)
+    if time.time() - t0 > 1.0:
+        print(f"wrote the bundled synthetic corpus to {corpus}", flush=True)
+    return result
 
 
 def run_demo(data_root="data", out="outputs/demo", config="experiments/demo.toml",

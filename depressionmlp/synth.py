@@ -108,6 +108,9 @@ EVENT_RATE_HZ = 0.8
 EVENT_AMPLITUDE = 1.3
 EVENT_DURATION_S = 1.2
 SMALL = {"n_subjects": 12, "duration_s": (12, 20)}
+#: Bumped whenever the same parameters would write different data; a corpus written
+#: by another version is not reused.
+GENERATOR_VERSION = 2
 
 _COL = {name: i for i, name in enumerate(OPENFACE_COLUMNS)}
 
@@ -788,10 +791,11 @@ def generate_corpus(out_dir, *, n_subjects=80, seed=0, duration_s=(12, 24), fps=
               "fps": fps, "label_noise_sd": label_noise_sd,
               "failed_frame_rate": failed_frame_rate,
               "second_session_frac": second_session_frac, "splits": list(splits)}
+    _check_args(**params)
+    params["generator_version"] = GENERATOR_VERSION
     existing = _existing_manifest(out, params, force)
     if existing is not None:
         return existing
-    _check_args(**params)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -816,7 +820,8 @@ def _write_all(root: Path, params: dict, verbose: bool) -> list[dict]:
         (root / "openface" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
     recs = []
-    for meta, values in iter_recordings(**params):
+    for meta, values in iter_recordings(**{k: v for k, v in params.items()
+                                          if k != "generator_version"}):
         split = meta["split"]
         with open(root / "openface" / split / f"{meta['rec']}.csv", "wb") as f:
             f.write(header)

@@ -366,3 +366,23 @@ def test_ridge_finds_the_label_in_dynamics_not_in_statics(honesty_table):
     dynamic_rmse, _ = _ridge_rmse(honesty_table, 2)
     assert static_rmse > 0.9 * mean_rmse, (static_rmse, mean_rmse)
     assert dynamic_rmse < 0.7 * mean_rmse, (dynamic_rmse, mean_rmse)
+
+
+def test_demo_replaces_a_stale_synthetic_corpus_but_nothing_else(tmp_path, capsys):
+    from depressionmlp.demo import ensure_synthetic
+    small = dict(n_subjects=3, duration_s=(2, 3))
+    first = ensure_synthetic(tmp_path, **small)
+    assert first["parameters"]["generator_version"] == synth.GENERATOR_VERSION
+    mpath = tmp_path / "synthetic" / "manifest.json"
+    stale = json.loads(mpath.read_text())
+    stale["parameters"]["generator_version"] = synth.GENERATOR_VERSION - 1
+    mpath.write_text(json.dumps(stale))
+    again = ensure_synthetic(tmp_path, **small)
+    assert again["parameters"] == first["parameters"]
+    assert "replacing the synthetic corpus" in capsys.readouterr().out
+    foreign = tmp_path / "other"
+    (foreign / "synthetic").mkdir(parents=True)
+    (foreign / "synthetic" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        ensure_synthetic(foreign, **small)
+    assert (foreign / "synthetic" / "notes.txt").read_text() == "mine"
