@@ -126,3 +126,21 @@ def run_files(model_path, trainer: str) -> tuple[Path, dict]:
     except json.JSONDecodeError as e:
         raise DataError(cfg_file, f"not valid JSON: {e}") from None
     return model_file, cfg
+
+
+def swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename folder ``tmp`` to ``out``; an existing ``out`` is moved aside first, then
+    removed, so ``out`` is never half-written (used by the corpus generators)."""
+    import shutil
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

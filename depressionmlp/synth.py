@@ -80,7 +80,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -94,6 +93,7 @@ from scipy.signal import lfilter
 from depressionmlp.data.schema import (AU_INTENSITY, AU_PRESENCE, N_EYE_LANDMARKS,
                                        OPENFACE_COLUMNS)
 from depressionmlp.errors import DataError
+from depressionmlp.runs import swap_into_place
 
 FRAME_WIDTH = 640
 FRAME_HEIGHT = 480
@@ -806,7 +806,7 @@ def generate_corpus(out_dir, *, n_subjects=80, seed=0, duration_s=(12, 24), fps=
                     "signal": signal_description(), "noise_floor": floor,
                     "mean_predictor_rmse": mean_pred, "recordings": recs}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -833,22 +833,6 @@ def _write_all(root: Path, params: dict, verbose: bool) -> list[dict]:
         if verbose:
             print(f"  {split:5s} {meta['rec']}: {meta['n_frames']} frames", flush=True)
     return recs
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def summary_lines(manifest: dict, seconds: float | None = None) -> list[str]:

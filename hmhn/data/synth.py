@@ -62,6 +62,9 @@ from pathlib import Path
 import numpy as np
 
 from depressionmlp.errors import DataError
+from depressionmlp.runs import swap_into_place
+# the score prior and the noise floor are the OpenFace corpus's own
+from depressionmlp.synth import noise_floor, sample_true_scores as draw_true_scores
 
 SPLITS = ("train", "dev", "test")
 GENERATOR = "hmhn.data.synth"
@@ -83,13 +86,6 @@ class Subject:
     true_score: float
     n_sessions: int
     seed: int
-
-
-def draw_true_scores(rng, n: int) -> np.ndarray:
-    """Skewed-low BDI-II scores: 85 % gamma(1.8, 6.5), 15 % normal(33, 9), clipped 0..63."""
-    severe = rng.random(n) < 0.15
-    score = np.where(severe, rng.normal(33, 9, n), rng.gamma(1.8, 6.5, n))
-    return np.clip(score, 0, 63)
 
 
 def split_quotas(n: int, fractions) -> dict[str, int]:
@@ -321,28 +317,6 @@ def finish_frame(rng, rgb: np.ndarray, gain: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- corpus
 
-def _rmse(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.sqrt(np.mean((a - b) ** 2))) if len(a) else float("nan")
-
-
-def noise_floor(videos: list[dict]) -> tuple[dict, dict]:
-    """(noise floor, mean-predictor RMSE) per split and overall, from manifest rows."""
-    floor, mean_pred = {}, {}
-    train_mean = float(np.mean([v["label"] for v in videos if v["split"] == "train"]))
-    for split in (*SPLITS, "all"):
-        rows = [v for v in videos if split == "all" or v["split"] == split]
-        true = [v["true_score"] for v in rows]
-        lab = [v["label"] for v in rows]
-        floor[split] = {"rmse": round(_rmse(true, lab), 4),
-                        "mae": round(float(np.mean(np.abs(np.subtract(true, lab)))), 4),
-                        "n": len(rows)}
-        mean_pred[split] = {"rmse": round(_rmse([train_mean] * len(lab), lab), 4),
-                            "n": len(rows)}
-    mean_pred["train_label_mean"] = round(train_mean, 4)
-    return floor, mean_pred
-
-
 def iter_videos(*, n_subjects, frames_per_video, size, seed, label_noise_sd,
                 second_session_frac, split_fractions, droop_max=DROOP_MAX,
                 open_drop=OPEN_DROP, brow_max_deg=BROW_MAX_DEG):
@@ -419,22 +393,6 @@ def _prepare_out(out: Path) -> None:
                              "choose another --out")
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def generate_faces(out_dir, n_subjects=24, frames_per_video=8, size=96, seed=0,
                    label_noise_sd=3.0, *, second_session_frac=0.3,
                    split_fractions=(0.6, 0.2, 0.2), droop_max=DROOP_MAX,
@@ -479,7 +437,7 @@ def generate_faces(out_dir, n_subjects=24, frames_per_video=8, size=96, seed=0,
                     "parameters": params, "signal": signal_description(cues),
                     "noise_floor": floor, "mean_predictor_rmse": mean_pred, "videos": videos}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        _swap_into_place(tmp, out)
+        swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
