@@ -89,9 +89,9 @@ def bench_depressionmlp(table, quick: bool) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(2e-4, weight_decay=1e-4),
                       loss=rmse_loss, jit_compile=jit)
         ds = balanced_dataset(table, batch_size=8, seed=0)
-        model.fit(ds, steps_per_epoch=20, epochs=1, verbose=0)          # compile / warm up
+        model.fit(ds, steps_per_epoch=20, epochs=1, verbose=0, shuffle=False)  # warm up
         t0 = time.perf_counter()
-        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+        model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
         out[f"train_steps_per_s_jit_{str(jit).lower()}"] = round(
             steps / (time.perf_counter() - t0), 1)
     eds = eval_dataset(table, batch_size=256)
