@@ -39,7 +39,8 @@ import tensorflow as tf
 
 from depressionmlp import metrics as M
 from depressionmlp.errors import DataError
-from depressionmlp.runs import deep_update, new_run_dir, write_json_atomic, write_text_atomic
+from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
+                                write_json_atomic, write_text_atomic)
 from hmhn.models import DEFAULTS as MODEL_DEFAULTS
 from hmhn.models import build_from_config, count_params
 
@@ -70,6 +71,9 @@ DEFAULT_CONFIG = {
         "max_minutes": 0,            # 0 = no wall-clock budget
         "patience": 0,               # 0 = no early stopping on the selection metric
         "augment_flip": True,        # [choice] random horizontal flips (paper: silent)
+        # [choice] off (paper: silent). Per image: random channel order, per-channel gain
+        # 0.7..1.3, brightness +-20: colours stop identifying subjects (see train_dataset).
+        "augment_color": False,
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
         "eval_batch_size": 64,
         # [choice] "precise BN": before each evaluation, re-estimate every BatchNorm's
@@ -197,8 +201,28 @@ def merge_frame_sets(sets) -> FrameSet:
     return FrameSet([v for s in sets for v in s.videos])
 
 
-def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool) -> tf.data.Dataset:
-    """Shuffled float32 batches; full batches only (BatchNorm needs > 1 sample)."""
+def color_jitter(x, seed=None):
+    """Per image of ``x`` (B, H, W, 3) float32 in 0..255: a random channel order, a gain
+    in U(0.7, 1.3) per channel and a brightness shift in U(-20, 20), clipped to 0..255.
+
+    On a small corpus a from-scratch network first fits the subjects' colours (skin,
+    hair, clothes, background), which correlate with the labels of a few hundred
+    training subjects by chance and with the test labels not at all; jittered colours
+    leave it the shapes.
+    """
+    b = tf.shape(x)[0]
+    seeds = [None] * 3 if seed is None else [seed + 1, seed + 2, seed + 3]  # apart from flips
+    order = tf.argsort(tf.random.uniform((b, 3), seed=seeds[0]), axis=-1)
+    x = tf.gather(x, order, axis=3, batch_dims=1)
+    gain = tf.random.uniform((b, 1, 1, 3), 0.7, 1.3, seed=seeds[1])
+    shift = tf.random.uniform((b, 1, 1, 1), -20.0, 20.0, seed=seeds[2])
+    return tf.clip_by_value(x * gain + shift, 0.0, 255.0)
+
+
+def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool,
+                  color: bool = False) -> tf.data.Dataset:
+    """Shuffled float32 batches; full batches only (BatchNorm needs > 1 sample).
+    ``flip``: random horizontal flips; ``color``: :func:`color_jitter`."""
     batch = min(batch_size, len(fs))
     ds = tf.data.Dataset.from_tensor_slices((fs.x, fs.y.reshape(-1, 1)))
     ds = ds.shuffle(len(fs), seed=seed, reshuffle_each_iteration=True)
@@ -209,6 +233,8 @@ def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool) -> tf.da
         if flip:
             mask = tf.random.uniform((tf.shape(x)[0], 1, 1, 1), seed=seed) < 0.5
             x = tf.where(mask, tf.reverse(x, axis=[2]), x)
+        if color:
+            x = color_jitter(x, seed)
         return x, y
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -300,30 +326,12 @@ def save_model_atomic(model: keras.Model, path) -> None:
 def load_model_file(path) -> keras.Model:
     """Load a ``.keras`` HMHN model with ``safe_mode=True``; a bad file is a DataError."""
     import hmhn.layers  # noqa: F401  (registers the custom layers)
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "model file not found")
-    if path.is_dir():
-        raise DataError(path, "expected a .keras model file, got a directory")
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:  # zip / json / weight errors all mean: not a usable model
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(path, f"not a readable .keras model ({msg[:160]})") from None
+    return load_keras_file(path)
 
 
 def load_run(model_path) -> tuple[keras.Model, dict]:
     """A run directory, or a ``.keras`` file beside its ``config.json``."""
-    p = Path(model_path)
-    model_file = p / "best.keras" if p.is_dir() else p
-    cfg_file = model_file.parent / "config.json"
-    if not cfg_file.exists():
-        raise DataError(cfg_file, "no config.json beside the model; pass a run directory "
-                                  "written by `python -m hmhn train`")
-    try:
-        cfg = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(cfg_file, f"not valid JSON: {e}") from None
+    model_file, cfg = run_files(model_path, "python -m hmhn train")
     return load_model_file(model_file), cfg
 
 
@@ -452,7 +460,8 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                        "model_name": model.name}
     write_json_atomic(run_dir / "config.json", cfg)
 
-    ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"])
+    ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
+                       t["augment_color"])
     selection = VideoLevelSelection(dev_fs, run_dir, t["eval_batch_size"], t["patience"],
                                     t["max_minutes"])
     callbacks = [

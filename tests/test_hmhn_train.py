@@ -152,3 +152,17 @@ def test_demo_learns_beyond_the_mean_predictor(tmp_path):
     test = result["splits"]["test"]
     assert test["rmse"] < test["mean_predictor"]["rmse"], test
     assert (tmp_path / "demo" / "report.md").is_file()
+
+
+def test_color_jitter_keeps_shapes_range_and_spatial_pattern():
+    import tensorflow as tf
+    from hmhn.train import color_jitter
+    x = np.random.default_rng(0).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    y = color_jitter(tf.constant(x), seed=3).numpy()
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 255
+    assert not np.allclose(y, x)
+    for b in range(4):          # each output channel is an affine map of some input channel
+        for c in range(3):
+            best = max(abs(np.corrcoef(y[b, ..., c].ravel(), x[b, ..., k].ravel())[0, 1])
+                       for k in range(3))
+            assert best > 0.9
