@@ -92,6 +92,14 @@ def deep_update(base: dict, override: dict) -> dict:
     return out
 
 
+def save_model_atomic(model, path) -> None:
+    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
 def load_keras_file(path, custom_objects=None):
     """Load a ``.keras`` model with ``safe_mode=True``; any failure is one DataError.
 

@@ -39,7 +39,7 @@ from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dat
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
-                                write_json_atomic, write_text_atomic)
+                                save_model_atomic, write_json_atomic, write_text_atomic)
 
 DEFAULT_CONFIG = {
     "name": "DG+MG+Linear",
@@ -222,13 +222,6 @@ def write_predictions_csv(path, rows: list[dict]) -> None:
         ",".join(f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in cols)
         for r in rows]
     write_text_atomic(path, "\n".join(lines) + "\n")
-
-
-def save_model_atomic(model: keras.Model, path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
 
 
 class RecordingLevelSelection(keras.callbacks.Callback):

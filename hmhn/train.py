@@ -40,7 +40,7 @@ import tensorflow as tf
 from depressionmlp import metrics as M
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
-                                write_json_atomic, write_text_atomic)
+                                save_model_atomic, write_json_atomic, write_text_atomic)
 from hmhn.models import DEFAULTS as MODEL_DEFAULTS
 from hmhn.models import build_from_config, count_params
 
@@ -315,13 +315,6 @@ def write_predictions_csv(path, rows) -> None:
 
 
 # --------------------------------------------------------------------------- model io
-
-def save_model_atomic(model: keras.Model, path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
 
 def load_model_file(path) -> keras.Model:
     """Load a ``.keras`` HMHN model with ``safe_mode=True``; a bad file is a DataError."""
