@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -304,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @guarded
 def main(argv=None) -> int:
+    # oneDNN convolutions: HMHN training steps ~25 % faster on CPU (measured at 64 px,
+    # batch 32: 2.1 vs 2.8 s). quiet_tensorflow() would switch them off (setdefault);
+    # an explicit TF_ENABLE_ONEDNN_OPTS in the environment still wins.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     quiet_tensorflow()
     args = build_parser().parse_args(argv)
     return args.fn(args)

@@ -60,6 +60,7 @@ DEFAULT_CONFIG = {
     },
     "train": {
         "epochs": 50,
+        "steps_per_epoch": 0,        # 0 = one pass over the training frames per epoch
         "batch_size": 64,
         "learning_rate": 1e-3,
         "weight_decay": 0.01,        # [choice] AdamW's PyTorch default (paper: not given)
@@ -111,6 +112,8 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
+    if not isinstance(t["steps_per_epoch"], int) or t["steps_per_epoch"] < 0:
+        raise DataError(source, "train.steps_per_epoch must be an integer >= 0")
     n_recal = t["bn_recalibration_batches"]
     if not isinstance(n_recal, int) or isinstance(n_recal, bool) or n_recal < 0:
         raise DataError(source, "train.bn_recalibration_batches must be an integer >= 0")
@@ -352,14 +355,18 @@ class VideoLevelSelection(keras.callbacks.Callback):
     Adds ``dev_rmse`` / ``dev_mae`` (and ``lr``) to the epoch logs, so ReduceLROnPlateau,
     TensorBoard and ``history.json`` see them; saves ``best.keras`` atomically when the
     dev RMSE improves (every epoch when there is no selection split); stops on
-    ``patience`` epochs without improvement or on the wall-clock budget.
+    ``patience`` epochs without improvement or on the wall-clock budget. With
+    ``recalibrate=(train_frames, n_batches)`` the BatchNorm statistics are first
+    re-estimated (:func:`recalibrate_batchnorm`), so the evaluated and the saved model
+    carry them.
     """
 
     def __init__(self, dev: FrameSet | None, run_dir, batch_size=64, patience=0,
-                 max_minutes=0):
+                 max_minutes=0, recalibrate=None, seed=0):
         super().__init__()
         self.dev, self.run_dir, self.batch_size = dev, Path(run_dir), batch_size
         self.patience, self.max_minutes = patience, max_minutes
+        self.recalibrate, self.seed = recalibrate, seed
         self.best, self.best_epoch, self.history, self.t0 = math.inf, -1, [], None
         state = self.run_dir / "selection.json"
         if state.exists():                     # resumed run: remember the best so far
@@ -375,6 +382,9 @@ class VideoLevelSelection(keras.callbacks.Callback):
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         entry = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "lr": lr,
                  "seconds": round(time.time() - self.t0, 2)}
+        if self.recalibrate is not None and self.recalibrate[1] > 0:
+            recalibrate_batchnorm(self.model, self.recalibrate[0], self.recalibrate[1],
+                                  self.batch_size, seed=self.seed + epoch)
         if self.dev is not None:
             res, _ = evaluate_frames(self.model, self.dev, self.batch_size)
             logs["dev_rmse"], logs["dev_mae"] = res["rmse"], res["mae"]
@@ -456,7 +466,9 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
                        t["augment_color"])
     selection = VideoLevelSelection(dev_fs, run_dir, t["eval_batch_size"], t["patience"],
-                                    t["max_minutes"])
+                                    t["max_minutes"],
+                                    recalibrate=(train_fs, t["bn_recalibration_batches"]),
+                                    seed=t["seed"])
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         selection,
@@ -466,12 +478,16 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                                           mode="min", verbose=0),
         tensorboard_callback(run_dir / "tb"),
     ]
+    spe = t["steps_per_epoch"] or None
+    if spe:                            # epochs of a fixed number of steps: reshuffled passes
+        ds = ds.repeat()
     t0 = time.time()
-    model.fit(ds, epochs=t["epochs"], callbacks=callbacks, verbose=t["verbose"], shuffle=False)
+    model.fit(ds, epochs=t["epochs"], steps_per_epoch=spe, callbacks=callbacks,
+              verbose=t["verbose"], shuffle=False)
     train_seconds = time.time() - t0
 
     best = load_model_file(run_dir / "best.keras")
-    n_steps = len(train_fs) // min(t["batch_size"], len(train_fs))
+    n_steps = spe or len(train_fs) // min(t["batch_size"], len(train_fs))
     result = {"name": cfg["name"], "model": model.name, "row": cfg["model"]["row"],
               "corpus": d["corpus"], "params": count_params(best),
               "best_epoch": selection.best_epoch + 1, "epochs_run": len(selection.history),

@@ -37,7 +37,11 @@ Signal (the only place the score enters), with severity ``s = min(true, 45) / 45
     * expressivity ``1 - 0.7 * s`` scales frame-to-frame smiles (which lift the mouth
       corners and raise the brows a little): depressed faces smile less.
     Every cue also varies frame to frame (normal noise), and each subject has its own
-    label-free resting mouth curve, eye size and brow slant.
+    label-free resting mouth curve, eye size and brow slant. The three magnitudes
+    (0.035, 0.45, 14) are the defaults of ``droop_max``, ``open_drop`` and
+    ``brow_max_deg`` (:class:`CueStrength`): subtle at 64 px (droop ~2 px, aperture
+    ~1 px). ``make demo-hmhn`` asks for stronger ones (``experiments/hmhn_demo.toml``);
+    the manifest records them under ``parameters`` and ``signal``.
 
 Nuisance (independent of the score)
     Per subject: head width and height, eye spacing and size, brow height and
