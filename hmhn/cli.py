@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="outputs/hmhn")
     s.add_argument("--quick", action="store_true", help="merge the config's [quick] table")
     s.add_argument("--epochs", type=int)
-    s.add_argument("--max-minutes", type=float)
+    s.add_argument("--max-minutes", type=float,
+                   help="wall-clock safety net for training (0 = none; default: the config's)")
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
                                                            "(default: the config's, auto)")
@@ -298,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-root", default="data")
     s.add_argument("--out", default="outputs/demo-hmhn")
     s.add_argument("--config", default="experiments/hmhn_demo.toml")
-    s.add_argument("--max-minutes", type=float)
+    s.add_argument("--max-minutes", type=float,
+                   help="wall-clock safety net for training (0 = none; default: the config's)")
     s.set_defaults(fn=cmd_demo)
     return p
 
