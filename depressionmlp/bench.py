@@ -140,7 +140,9 @@ def main(argv=None) -> int:
 
     result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-                          "tensorflow": tf.__version__, "python": platform.python_version()},
+                          "tensorflow": tf.__version__, "python": platform.python_version(),
+                          # set before TensorFlow starts; it changes CPU speed (README)
+                          "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS")},
               "quick": args.quick}
     with tempfile.TemporaryDirectory() as tmp:
         data, table = bench_data(Path(tmp), args.quick)

@@ -30,3 +30,20 @@ def test_load_config_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="config file not found"):
         load_config(tmp_path / "missing.toml")
     assert deep_update({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_positive_numbers(tmp_path):
+    """make bench's program at smoke size (DepressionMLP part): one JSON with the machine
+    (the oneDNN setting included) and positive speeds."""
+    import json
+    from depressionmlp.bench import main
+    assert main(["--quick", "--skip-hmhn", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert {"cpus", "tensorflow", "tf_enable_onednn_opts"} <= set(result["machine"])
+    assert result["data"]["parse_mb_per_s"] > 0 and result["data"]["segments_total"] > 0
+    d = result["depressionmlp"]
+    assert d["params"] == 42_192
+    assert min(d["train_steps_per_s_jit_false"], d["train_steps_per_s_jit_true"],
+               d["infer_segments_per_s"]) > 0
+    assert result["peak_rss_mb"] > 0 and "hmhn" not in result
