@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import keras
 
-from depressionmlp.layers import (CrossAttentionFusion, DualGating, GatedMLPBlock,
-                                  MutualGuidance, ScoreHead)
+from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
+                                  GatedMLPBlock, MutualGuidance, ScoreHead)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
@@ -57,7 +57,14 @@ DEFAULT_OPTIONS = {
     # head
     "output_activation": "relu",       # Eq. 20; "linear" as an option
     "score_scale": 1.0,                # [choice] Eq. 20 times a fixed scale (1 = paper)
+    "score_offset": 0.0,               # [choice] Eq. 20 plus a fixed offset (0 = paper)
+    # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
+    "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
+    "standardize": False,              # [choice] per-column standardisation (train stats)
+    "column_jitter": 0.0,              # [choice] training-only offsets per column (sd)
 }
+
+KEYPOINT_FRAMES = ("image", "face")
 
 
 def allowed_input_sets(name: str) -> tuple[str, ...]:
@@ -169,20 +176,53 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
 
     streams = INPUT_SETS[key]
     model_inputs = {s: keras.Input(shape=(m, n), name=s, dtype="float32") for s in streams}
+    conditioned = _condition_inputs(model_inputs, opts)
     shared = _stream_block(block, opts, f"shared_{block.lower()}") \
         if opts["shared_stream_block"] else None
     outputs = []
     for s in streams:
         layers = shared or _stream_block(block, opts, f"{s}_{block.lower()}")
-        x = model_inputs[s]
+        x = conditioned[s]
         for layer in layers:
             x = layer(x)
         outputs.append(x)
     if fusion is not None:
         outputs = _fusion(fusion, opts)(outputs)
     score = ScoreHead(num_streams=len(outputs), output_activation=opts["output_activation"],
-                      score_scale=opts["score_scale"], name="score")(outputs if len(outputs) > 1 else outputs[0])
+                      score_scale=opts["score_scale"], score_offset=opts["score_offset"],
+                      name="score")(outputs if len(outputs) > 1 else outputs[0])
     return keras.Model(inputs=model_inputs, outputs=score, name=name.replace("+", "_"))
+
+
+def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
+    """Optional FaceFrame / standardisation / jitter in front of the blocks."""
+    if opts["keypoint_frame"] not in KEYPOINT_FRAMES:
+        raise ValueError(f"keypoint_frame must be one of {KEYPOINT_FRAMES}, "
+                         f"got {opts['keypoint_frame']!r}.")
+    if not float(opts["column_jitter"]) >= 0:
+        raise ValueError(f"column_jitter must be >= 0, got {opts['column_jitter']!r}.")
+    out = dict(model_inputs)
+    if opts["keypoint_frame"] == "face" and "R_X" in out:
+        out["R_X"], out["R_Y"] = FaceFrame(name="face_frame")([out["R_X"], out["R_Y"]])
+    for s in list(out):
+        if opts["standardize"]:
+            out[s] = keras.layers.Normalization(axis=-1, name=f"standardize_{s}")(out[s])
+        if opts["column_jitter"]:
+            out[s] = ColumnJitter(float(opts["column_jitter"]), name=f"jitter_{s}")(out[s])
+    return out
+
+
+def adapt_inputs(model: keras.Model, arrays: dict) -> None:
+    """Set every ``standardize_<stream>`` layer's mean and variance from ``arrays``
+    (the training split's segments, {stream: (S, M, N)}), after any FaceFrame."""
+    layers = {s: model.get_layer(f"standardize_{s}") for s in model.input
+              if any(l.name == f"standardize_{s}" for l in model.layers)}
+    if not layers:
+        return
+    probe = keras.Model(model.input, {s: layer.input for s, layer in layers.items()})
+    seen = probe.predict({s: arrays[s] for s in model.input}, batch_size=1024, verbose=0)
+    for s, layer in layers.items():
+        layer.adapt(seen[s])
 
 
 def build_from_config(config: dict) -> keras.Model:

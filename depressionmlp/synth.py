@@ -110,7 +110,7 @@ EVENT_DURATION_S = 1.2
 SMALL = {"n_subjects": 12, "duration_s": (12, 20)}
 #: Bumped whenever the same parameters would write different data; a corpus written
 #: by another version is not reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 _COL = {name: i for i, name in enumerate(OPENFACE_COLUMNS)}
 
@@ -378,6 +378,98 @@ def expressivity(true_score: float) -> float:
     return 1.0 - 0.75 * min(max(true_score, 0.0), 45.0) / 45.0
 
 
+#: Where the score enters the data. Each cue leaves every other channel to a
+#: label-free draw, so a model that reads the wrong channel learns nothing.
+CUES = {
+    "dynamic": "expression events: rate, amplitude and duration drive keypoint motion "
+               "and AU intensity/presence dynamics (the bundled corpus)",
+    "motion": "keypoint motion speed and amplitude only; AU dynamics label-free",
+    "au_variability": "AU intensity variability and activation rate only; keypoint "
+                      "motion label-free",
+    "static": "resting AU levels only: less smiling (AU06, AU12, AU14 lower), more "
+              "lip-corner depressor and brow lowerer (AU15, AU04 higher) when severe; "
+              "all dynamics label-free",
+    "region": "brow and eyelid keypoint motion only (one face region); the other "
+              "regions and every AU label-free",
+    "blink": "blink rate (2 exp(-3 s/45) x the subject's) and blink duration "
+             "(x (1 + 2 s/45)) only: AU45 and eyelid keypoints",
+    "mixed": "half-strength dynamics, half-strength resting AU levels and half-strength "
+             "blinks together",
+}
+#: Resting-level shift per AU intensity at score 45 for the static cue (AU units).
+STATIC_SHIFT = {"AU06": -1.6, "AU12": -2.0, "AU14": -1.0, "AU15": 1.2, "AU04": 1.2}
+#: Keypoint displacement gain of the axes that carry a single-place keypoint cue,
+#: so that expression motion stands out of head-pose motion and tracker jitter.
+KEYPOINT_GAIN = 3.0
+BROW_AXIS = 1
+
+
+def cue_plan(cue: str, true_score: float, free_score: float | None = None) -> dict:
+    """Per-recording generative settings of one cue.
+
+    Returns ``keypoint_gain`` (N_AXES,) multiplying the keypoint displacement of
+    each axis, ``e_keypoints`` / ``e_aus`` (N_AXES,) expressivities of the axes that
+    move the keypoints and the AUs (the same array object when they share their
+    events), ``blink_rate_mult``, ``blink_dur_mult`` and ``au_shift`` (17,) added
+    to the subject's AU baselines. Channels the cue leaves alone follow
+    ``free_score``, a per-subject draw from the score prior independent of the label.
+    """
+    if cue not in CUES:
+        raise ValueError(f"cue must be one of {sorted(CUES)}, got {cue!r}")
+    sev = min(max(true_score, 0.0), 45.0) / 45.0
+    if cue != "dynamic" and free_score is None:
+        raise ValueError(f"cue {cue!r} needs the subject's label-free free_score")
+    e_true = np.full(N_AXES, expressivity(true_score))
+    e_free = np.full(N_AXES, expressivity(free_score)) if free_score is not None else None
+    plan = {"e_keypoints": e_true, "e_aus": e_true, "blink_rate_mult": 1.0,
+            "blink_dur_mult": 1.0, "au_shift": np.zeros(len(AU_INTENSITY)),
+            "keypoint_gain": np.ones(N_AXES)}
+    static = np.array([STATIC_SHIFT.get(au, 0.0) for au in AU_INTENSITY])
+    if cue == "motion":
+        plan["e_aus"] = e_free
+        plan["keypoint_gain"][:] = KEYPOINT_GAIN
+    elif cue == "au_variability":
+        plan["e_keypoints"] = e_free
+    elif cue == "region":
+        e_kp = e_free.copy()
+        e_kp[BROW_AXIS] = e_true[BROW_AXIS]
+        plan["e_keypoints"], plan["e_aus"] = e_kp, e_free
+        plan["keypoint_gain"][BROW_AXIS] = 2 * KEYPOINT_GAIN
+    elif cue in ("static", "blink"):
+        plan["e_keypoints"] = plan["e_aus"] = e_free
+    if cue == "static":
+        plan["au_shift"] = static * sev
+    if cue == "blink":
+        plan["blink_rate_mult"] = 2.0 * math.exp(-3.0 * sev)
+        plan["blink_dur_mult"] = 1.0 + 2.0 * sev
+    if cue == "mixed":
+        e_half = 0.5 * (e_true + e_free)
+        plan["e_keypoints"] = plan["e_aus"] = e_half
+        plan["au_shift"] = 0.5 * static * sev
+        plan["keypoint_gain"][:] = 0.5 * (1 + KEYPOINT_GAIN)
+        plan["blink_rate_mult"] = 1.75 - 1.1 * sev
+        plan["blink_dur_mult"] = 1.0 + 0.75 * sev
+    return plan
+
+
+def expression_axes(rng, n: int, fps: float, e: np.ndarray, nuis: dict, amp_rec: float):
+    """(n, N_AXES) zero-mean expression axes with per-axis expressivity ``e``.
+
+    Returns ``(axes, events, dur)``: ``events[k] = (centres, signs)`` of axis k and
+    ``dur`` (N_AXES,) the median event duration per axis in seconds.
+    """
+    axes = np.zeros((n, N_AXES))
+    events, durs = [], np.zeros(N_AXES)
+    for k in range(N_AXES):
+        rate = EVENT_RATE_HZ * (0.35 + 0.65 * e[k]) * nuis["rate_mult"]
+        amp = EVENT_AMPLITUDE * e[k] * nuis["expr_mult"] * amp_rec
+        durs[k] = EVENT_DURATION_S / (0.5 + 0.5 * e[k])
+        axes[:, k], centres, signs = event_train(rng, n, fps, rate, amp, durs[k])
+        events.append((centres, signs))
+    axes -= axes.mean(axis=0)
+    return axes, events, durs
+
+
 def draw_nuisance(rng) -> dict:
     """Per-subject, label-free appearance and behaviour parameters."""
     face = mean_face()
@@ -433,26 +525,33 @@ def failure_mask(rng, n: int, rate: float) -> np.ndarray:
 
 
 def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
-                       failed_frame_rate: float) -> tuple[np.ndarray, int]:
-    """One recording's (n, 714) OpenFace values (unrounded) and its failed-frame count."""
-    e_val = expressivity(true_score)
+                       failed_frame_rate: float, cue: str = "dynamic",
+                       free_score: float | None = None) -> tuple[np.ndarray, int]:
+    """One recording's (n, 714) OpenFace values (unrounded) and its failed-frame count.
+
+    ``cue`` says where the score enters (see :data:`CUES` and :func:`cue_plan`);
+    ``free_score`` is the subject's label-free score-like draw that sets every
+    channel the cue leaves alone (required unless ``cue == "dynamic"``).
+    """
+    plan = cue_plan(cue, true_score, free_score)
     pos_b, neg_b, blink_b = expression_bases(mean_face())
-    # --- expression axes: the signal
-    rate = EVENT_RATE_HZ * (0.35 + 0.65 * e_val) * nuis["rate_mult"]
-    amp = EVENT_AMPLITUDE * e_val * nuis["expr_mult"] * rng.lognormal(0, 0.04)
-    dur = EVENT_DURATION_S / (0.5 + 0.5 * e_val)
-    axes = np.zeros((n, N_AXES))
-    events = []
-    for k in range(N_AXES):
-        axes[:, k], centres, signs = event_train(rng, n, fps, rate, amp, dur)
-        events.append((centres, signs))
-    axes -= axes.mean(axis=0)
-    blink, blink_c, _ = event_train(rng, n, fps, nuis["blink_hz"], 1.0, 0.25, signed=False)
+    # --- expression axes: the signal (keypoints and AUs share them unless the cue
+    # puts the score into only one of the two)
+    amp_rec = rng.lognormal(0, 0.04)
+    axes, events, dur = expression_axes(rng, n, fps, plan["e_keypoints"], nuis, amp_rec)
+    if plan["e_aus"] is plan["e_keypoints"]:
+        axes_au, events_au, dur_au = axes, events, dur
+    else:
+        axes_au, events_au, dur_au = expression_axes(rng, n, fps, plan["e_aus"], nuis, amp_rec)
+    blink_hz = nuis["blink_hz"] * plan["blink_rate_mult"]
+    blink, blink_c, _ = event_train(rng, n, fps, blink_hz, 1.0, 0.25 * plan["blink_dur_mult"],
+                                    signed=False)
     blink = np.clip(blink, 0, 1)
     # --- 3-D face in mm, head pose, projection
     w_mm = nuis["width_mm"]
-    disp = (np.maximum(axes, 0) @ pos_b.reshape(N_AXES, -1)
-            + np.maximum(-axes, 0) @ neg_b.reshape(N_AXES, -1))
+    gained = axes * plan["keypoint_gain"]
+    disp = (np.maximum(gained, 0) @ pos_b.reshape(N_AXES, -1)
+            + np.maximum(-gained, 0) @ neg_b.reshape(N_AXES, -1))
     disp -= disp.mean(axis=0)                   # the mean face stays the subject's own
     shape = nuis["shape"][None] + disp.reshape(n, 68, 3)
     shape = (shape + blink[:, None, None] * blink_b[None]) * w_mm
@@ -474,11 +573,11 @@ def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
     y3 = (y2 - FRAME_HEIGHT / 2) * z3 / FOCAL_PX
     # --- AUs
     mix = au_mixing()
-    base = nuis["au_base"]
+    base = np.maximum(nuis["au_base"] + plan["au_shift"], 0.1)
     # AUs are activations: an axis drives the AUs of its own sign's action (smile -> AU12,
     # lip-corner depressor -> AU15), so intensities rise from the subject's baseline.
-    au_r = (base + np.maximum(axes, 0) @ np.maximum(mix, 0).T
-            + np.maximum(-axes, 0) @ np.maximum(-mix, 0).T
+    au_r = (base + np.maximum(axes_au, 0) @ np.maximum(mix, 0).T
+            + np.maximum(-axes_au, 0) @ np.maximum(-mix, 0).T
             + ou_process(rng, n, 17, nuis["au_jitter"], 2.0))
     au_r[:, -1] += 2.5 * blink
     au_r = recentre_clip(au_r, base)
@@ -487,9 +586,9 @@ def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
         if k < 0:
             au_c[:, j] = (blink > 0.5).astype(float)
             continue
-        centres, signs = events[k]
+        centres, signs = events_au[k]
         sel = signs == sgn
-        widths = np.full(int(sel.sum()), 0.5 * dur * fps)
+        widths = np.full(int(sel.sum()), 0.5 * dur_au[k] * fps)
         au_c[:, j] = presence_track(rng, n, centres[sel], widths, nuis["presence_frac"][j])
     flip = rng.random(au_c.shape) < nuis["flicker"]
     au_c = np.where(flip, 1 - au_c, au_c)
@@ -670,8 +769,10 @@ def openface_header() -> bytes:
 # ----------------------------------------------------------------------------- corpus
 
 def _check_args(n_subjects, duration_s, fps, label_noise_sd, failed_frame_rate,
-                second_session_frac, splits, seed=None):
+                second_session_frac, splits, seed=None, cue="dynamic"):
     """Raise ValueError for parameters that cannot make a corpus."""
+    if cue not in CUES:
+        raise ValueError(f"cue must be one of {sorted(CUES)}, got {cue!r}")
     if n_subjects < 3:
         raise ValueError(f"n_subjects must be >= 3 (one per split), got {n_subjects}")
     if len(duration_s) != 2 or not 1 <= duration_s[0] <= duration_s[1]:
@@ -686,23 +787,30 @@ def _check_args(n_subjects, duration_s, fps, label_noise_sd, failed_frame_rate,
 
 def iter_recordings(*, n_subjects=80, seed=0, duration_s=(12, 24), fps=30,
                     label_noise_sd=3.0, failed_frame_rate=0.03, second_session_frac=0.4,
-                    splits=(0.6, 0.2, 0.2)):
+                    splits=(0.6, 0.2, 0.2), cue="dynamic"):
     """Yield ``(meta, values)`` per recording, exactly what :func:`generate_corpus` writes.
+
+    ``cue`` (see :data:`CUES`) says where the score enters the data.
 
     ``meta`` has rec, subject, session, split, true_score, label, n_frames, n_failed;
     ``values`` is the unrounded (n_frames, 714) matrix in schema order.
     """
     _check_args(n_subjects, duration_s, fps, label_noise_sd, failed_frame_rate,
-                second_session_frac, splits)
+                second_session_frac, splits, cue=cue)
     for subj in plan_subjects(seed, n_subjects, splits, second_session_frac):
         rng = np.random.default_rng(subj.seed)
         nuis = draw_nuisance(rng)
+        free_score = None
+        if cue != "dynamic":      # label-free channels: the subject's own prior draw
+            free_rng = np.random.default_rng(subj.seed.spawn(1)[0])
+            free_score = float(sample_true_scores(free_rng, 1)[0])
         for session in range(1, subj.n_sessions + 1):
             true = subj.true_score if session == 1 else float(
                 np.clip(subj.true_score + rng.uniform(-2, 2), 0, 63))
             label = int(np.rint(np.clip(true + rng.normal(0, label_noise_sd), 0, 63)))
             n = int(round(rng.uniform(*duration_s) * fps))
-            values, n_failed = simulate_recording(rng, nuis, true, n, fps, failed_frame_rate)
+            values, n_failed = simulate_recording(rng, nuis, true, n, fps, failed_frame_rate,
+                                                  cue=cue, free_score=free_score)
             meta = {"rec": f"{subj.sid}_{session}", "subject": subj.sid, "session": session,
                     "split": subj.split, "true_score": round(true, 3), "label": label,
                     "n_frames": n, "n_failed": n_failed}
@@ -731,9 +839,18 @@ def noise_floor(recordings: list[dict]) -> tuple[dict, dict]:
     return floor, mean_pred
 
 
-def signal_description() -> dict:
+def signal_description(cue: str = "dynamic") -> dict:
     """The generative story in machine-readable form (also in the module docstring)."""
-    return {
+    if cue != "dynamic":
+        return {"cue": cue, "where": CUES[cue],
+                "score_prior": "85% gamma(k=1.8, theta=6.5) + 15% normal(33, 9), clipped "
+                               "0..63; second session = first + U(-2, 2)",
+                "label": "round(clip(true + N(0, label_noise_sd), 0, 63))",
+                "label_free_channels": "set by a per-subject draw from the score prior, "
+                                       "independent of the label",
+                "static_shift_at_45": STATIC_SHIFT if cue in ("static", "mixed") else {},
+                "frame_size": [FRAME_WIDTH, FRAME_HEIGHT], "focal_px": FOCAL_PX}
+    return {"cue": "dynamic",
         "score_prior": "85% gamma(k=1.8, theta=6.5) + 15% normal(33, 9), clipped 0..63; "
                        "second session = first + U(-2, 2)",
         "label": "round(clip(true + N(0, label_noise_sd), 0, 63))",
@@ -777,7 +894,8 @@ def _existing_manifest(out: Path, params: dict, force: bool) -> dict | None:
 
 def generate_corpus(out_dir, *, n_subjects=80, seed=0, duration_s=(12, 24), fps=30,
                     label_noise_sd=3.0, failed_frame_rate=0.03, second_session_frac=0.4,
-                    splits=(0.6, 0.2, 0.2), force=False, verbose=False) -> dict:
+                    splits=(0.6, 0.2, 0.2), cue="dynamic", force=False,
+                    verbose=False) -> dict:
     """Write the synthetic corpus to ``out_dir`` and return its manifest.
 
     The corpus is written into a temporary sibling folder and renamed into place at
@@ -790,7 +908,8 @@ def generate_corpus(out_dir, *, n_subjects=80, seed=0, duration_s=(12, 24), fps=
     params = {"n_subjects": n_subjects, "seed": seed, "duration_s": list(duration_s),
               "fps": fps, "label_noise_sd": label_noise_sd,
               "failed_frame_rate": failed_frame_rate,
-              "second_session_frac": second_session_frac, "splits": list(splits)}
+              "second_session_frac": second_session_frac, "splits": list(splits),
+              "cue": cue}
     _check_args(**params)
     params["generator_version"] = GENERATOR_VERSION
     existing = _existing_manifest(out, params, force)
@@ -803,7 +922,7 @@ def generate_corpus(out_dir, *, n_subjects=80, seed=0, duration_s=(12, 24), fps=
         floor, mean_pred = noise_floor(recs)
         manifest = {"corpus": "synthetic", "generator": "depressionmlp.synth", "seed": seed,
                     "parameters": params, "frame_size": [FRAME_WIDTH, FRAME_HEIGHT],
-                    "signal": signal_description(), "noise_floor": floor,
+                    "signal": signal_description(cue), "noise_floor": floor,
                     "mean_predictor_rmse": mean_pred, "recordings": recs}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         swap_into_place(tmp, out)

@@ -33,7 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from depressionmlp import metrics as M
+from depressionmlp import classical
+from depressionmlp import metrics
 from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dataset,
                                         steps_per_epoch)
 from depressionmlp.data.types import SegmentSettings
@@ -69,32 +70,70 @@ DEFAULT_CONFIG = {
         "weight_decay_mode": "keras3",
         "seed": 0,
         "jit_compile": False,
-        "max_minutes": None,         # wall-clock budget; stops after the epoch that passes it
-        "patience": None,            # epochs without dev improvement before stopping
+        # step budget: null = epochs x balanced-epoch steps (the paper); a number =
+        # that many optimiser steps, the balanced draws continuing across epochs
+        "steps": None,
+        "eval_every": None,          # steps between dev evaluations (null: one epoch)
+        "lr_schedule": "constant",   # [choice] "constant" (paper) or "cosine" over the budget
+        "max_minutes": None,         # wall-clock budget; stops after the evaluation past it
+        "patience": None,            # dev evaluations without improvement before stopping
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
-        # [choice] Eq. 20's Dense output times a fixed scale: null = 1 (the paper),
-        # "label_std" = the training labels' standard deviation (as if trained on
-        # standardised labels), or a number
-        "score_scale": None,
         "verbose": 1,
     },
 }
+
+#: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
+#: kept as data in experiments/protocols/<name>.toml.
+PROTOCOLS = ("default", "paper")
+PROTOCOL_DIR = Path(__file__).resolve().parent.parent / "experiments" / "protocols"
 
 SCALES = {"avec2013": "bdi2", "avec2014": "bdi2", "synthetic": "bdi2", "daic": "phq8"}
 
 
 # --------------------------------------------------------------------------- config
 
-def resolve_config(config: dict, source: str = "config") -> dict:
-    """Merge ``config`` over the defaults and check its keys and values."""
-    _check_keys(config, DEFAULT_CONFIG, source)
-    cfg = deep_update(copy.deepcopy(DEFAULT_CONFIG), config)
+def protocol_config(name: str) -> dict:
+    """The config layer of a named protocol (``experiments/protocols/<name>.toml``)."""
+    from depressionmlp.runs import load_config
+    if name not in PROTOCOLS:
+        raise DataError(None, f"protocol must be one of {list(PROTOCOLS)}, got {name!r}")
+    layer = load_config(PROTOCOL_DIR / f"{name}.toml")
+    layer.pop("protocol", None)
+    return layer
+
+
+def resolve_config(config: dict, source: str = "config", protocol: str | None = None) -> dict:
+    """Merge ``config`` over its protocol over the defaults; check keys and values.
+
+    The protocol is ``protocol`` if given (the CLI's ``--protocol``), else the
+    config's ``protocol`` key, else "default". A resolved config (one that holds
+    ``resolved``) is taken as it is.
+    """
+    config = dict(config)
+    name = protocol or config.pop("protocol", None) or "default"
+    config.pop("protocol", None)
+    _check_keys(config, {**DEFAULT_CONFIG, "resolved": {}}, source)
+    base = deep_update(copy.deepcopy(DEFAULT_CONFIG), protocol_config(name))
+    cfg = deep_update(base, config)
+    cfg["protocol"] = name
     if "name" not in config:
         cfg["name"] = cfg["model"]["name"]
     t = cfg["train"]
     for key in ("epochs", "batch_size", "per_recording"):
-        if not isinstance(t[key], int) or t[key] < 1:
+        if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
+    for key in ("steps", "eval_every", "patience"):
+        if t[key] is not None and (not isinstance(t[key], int) or t[key] < 1):
+            raise DataError(source, f"train.{key} must be a positive integer or absent, "
+                                    f"got {t[key]!r}")
+    for key in ("learning_rate", "beta_1", "beta_2", "weight_decay"):
+        if isinstance(t[key], bool) or not isinstance(t[key], (int, float)) or t[key] < 0:
+            raise DataError(source, f"train.{key} must be a non-negative number, got {t[key]!r}")
+    if t["lr_schedule"] not in ("constant", "cosine"):
+        raise DataError(source, "train.lr_schedule must be 'constant' or 'cosine', "
+                                f"got {t['lr_schedule']!r}")
+    if t["lr_schedule"] == "cosine" and t["weight_decay_mode"] == "keras2":
+        raise DataError(source, "train.lr_schedule 'cosine' needs weight_decay_mode 'keras3'")
     if t["weight_decay_mode"] not in ("keras3", "keras2"):
         raise DataError(source, "train.weight_decay_mode must be 'keras3' or 'keras2'")
     from depressionmlp.data.segments import CENTERING
@@ -110,6 +149,8 @@ def resolve_config(config: dict, source: str = "config") -> dict:
 
 def _check_keys(config, defaults, source, prefix=""):
     for k, v in config.items():
+        if prefix == "" and k == "resolved":
+            continue
         if k not in defaults:
             if prefix in ("model.", "data.segment."):      # free-form option tables
                 continue
@@ -158,42 +199,51 @@ def rmse_loss(y_true, y_pred):
     return keras.ops.sqrt(keras.ops.mean(keras.ops.square(y_true - y_pred)) + 1e-12)
 
 
-def make_optimizer(t: dict) -> keras.optimizers.Optimizer:
-    """Adam of Sec. IV-B-3 with the chosen weight-decay reading."""
+def make_optimizer(t: dict, total_steps: int | None = None) -> keras.optimizers.Optimizer:
+    """Adam of Sec. IV-B-3 with the chosen weight-decay reading and lr schedule."""
     if t["weight_decay_mode"] == "keras3":
-        return keras.optimizers.Adam(learning_rate=t["learning_rate"], beta_1=t["beta_1"],
+        lr = t["learning_rate"]
+        if t["lr_schedule"] == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps or 1, 1),
+                                                        alpha=0.05)
+        return keras.optimizers.Adam(learning_rate=lr, beta_1=t["beta_1"],
                                      beta_2=t["beta_2"], weight_decay=t["weight_decay"])
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         t["learning_rate"], decay_steps=1, decay_rate=t["weight_decay"])
     return keras.optimizers.Adam(learning_rate=schedule, beta_1=t["beta_1"], beta_2=t["beta_2"])
 
 
-def _score_scale(value, labels, source) -> float:
-    """The fixed factor of Eq. 20's output (see ``train.score_scale``)."""
-    if value is None:
-        return 1.0
-    if value == "label_std":
-        return max(float(np.std(labels)), 1.0)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise DataError(source, f"train.score_scale must be null, \"label_std\" or a positive "
-                            f"number, got {value!r}")
+def resolve_score_affine(model_cfg: dict, labels, source) -> None:
+    """Replace ``model.score_scale = "label_std"`` / ``score_offset = "label_mean"``
+    by the training labels' spread / mean, in place (Eq. 20 [choice])."""
+    scale, offset = model_cfg.get("score_scale", 1.0), model_cfg.get("score_offset", 0.0)
+    if scale == "label_std":
+        model_cfg["score_scale"] = max(float(np.std(labels)), 1.0)
+    elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise DataError(source, f"model.score_scale must be \"label_std\" or a positive "
+                                f"number, got {scale!r}")
+    if offset == "label_mean":
+        model_cfg["score_offset"] = float(np.mean(labels))
+    elif isinstance(offset, bool) or not isinstance(offset, (int, float)):
+        raise DataError(source, f"model.score_offset must be \"label_mean\" or a number, "
+                                f"got {offset!r}")
 
 
-def _init_output_bias(model: keras.Model, value: float) -> bool:
-    """Set the bias of the final 1-unit Dense (Eq. 20) to ``value``."""
-    biases = [w for w in model.weights if w.path.endswith("bias") and tuple(w.shape) == (1,)]
-    if not biases:
-        return False
-    biases[-1].assign(np.array([value], dtype=np.float32))
-    return True
+def init_output_bias(model: keras.Model, target: float) -> None:
+    """Set Eq. 20's Dense bias so that an all-zero summary predicts ``target``."""
+    head = model.get_layer("score")
+    head.out_dense.bias.assign(
+        np.array([(target - head.score_offset) / head.score_scale], dtype=np.float32))
 
 
 # --------------------------------------------------------------------------- evaluation
 
-def predict_segments(model: keras.Model, table: SegmentTable, streams) -> np.ndarray:
+def predict_segments(model, table: SegmentTable, streams) -> np.ndarray:
     """(S,) segment predictions in table order."""
-    out = model.predict(eval_dataset(table, streams), verbose=0)
+    if isinstance(model, classical.StatsRidge):
+        out = model.predict(table.arrays)
+    else:
+        out = model.predict(eval_dataset(table, streams), verbose=0)
     return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
@@ -201,16 +251,16 @@ def evaluate_table(model, table: SegmentTable, streams, scale="bdi2",
                    train_labels=None) -> tuple[dict, list[dict]]:
     """Recording-level metrics and per-recording rows for one split."""
     seg_pred = predict_segments(model, table, streams)
-    rec_ids, rec_pred, rec_true = M.aggregate_by_recording(
+    rec_ids, rec_pred, rec_true = metrics.aggregate_by_recording(
         table.recording_ids[table.recording], seg_pred, table.labels)
-    result = M.regression_metrics(rec_true, rec_pred)
-    result.update(M.classification_metrics(rec_true, rec_pred, scale))
+    result = metrics.regression_metrics(rec_true, rec_pred)
+    result.update(metrics.classification_metrics(rec_true, rec_pred, scale))
     if train_labels is not None:
-        result["mean_predictor"] = M.mean_predictor_metrics(train_labels, rec_true)
+        result["mean_predictor"] = metrics.mean_predictor_metrics(train_labels, rec_true)
     subj = dict(zip(table.recording_ids, table.subject_ids))
     rows = [{"recording_id": str(r), "subject_id": str(subj[r]), "true": float(t),
-             "predicted": float(p), "severity_true": M.severity_name(t, scale),
-             "severity_predicted": M.severity_name(p, scale)}
+             "predicted": float(p), "severity_true": metrics.severity_name(t, scale),
+             "severity_predicted": metrics.severity_name(p, scale)}
             for r, p, t in zip(rec_ids, rec_pred, rec_true)]
     return result, rows
 
@@ -225,7 +275,8 @@ def write_predictions_csv(path, rows: list[dict]) -> None:
 
 
 class RecordingLevelSelection(keras.callbacks.Callback):
-    """After each epoch: dev metrics at recording level; keep the best model.
+    """After each evaluation period (a Keras "epoch" of ``eval_every`` steps): dev
+    metrics at recording level; keep the best model.
 
     Adds ``dev_rmse``/``dev_mae`` to the epoch logs (so TensorBoard and
     ``history.json`` get them), saves ``best.keras`` atomically when dev RMSE
@@ -233,8 +284,9 @@ class RecordingLevelSelection(keras.callbacks.Callback):
     """
 
     def __init__(self, table, streams, run_dir, scale, patience=None, max_minutes=None,
-                 history_path=None):
+                 history_path=None, eval_every=1):
         super().__init__()
+        self.eval_every = int(eval_every)
         self.table, self.streams, self.run_dir, self.scale = table, streams, Path(run_dir), scale
         self.patience, self.max_minutes = patience, max_minutes
         self.history_path = history_path
@@ -255,7 +307,8 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         if improved:
             self.best, self.best_epoch = res["rmse"], epoch
             save_model_atomic(self.model, self.run_dir / "best.keras")
-        self.history.append({"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)),
+        self.history.append({"epoch": epoch + 1, "step": (epoch + 1) * self.eval_every,
+                             "loss": float(logs.get("loss", np.nan)),
                              "dev_rmse": res["rmse"], "dev_mae": res["mae"],
                              "best": improved})
         write_json_atomic(self.run_dir / "selection.json",
@@ -287,9 +340,9 @@ def load_tables(cfg: dict, settings: SegmentSettings, splits, warn=None) -> dict
 
 
 def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None,
-          source="config", callbacks=()) -> tuple[Path, dict]:
+          source="config", callbacks=(), protocol=None) -> tuple[Path, dict]:
     """Train one config; returns (run_dir, metrics dict). See the module docstring."""
-    cfg = resolve_config(config, source)
+    cfg = resolve_config(config, source, protocol)
     t, d = cfg["train"], cfg["data"]
     settings = segment_settings(cfg)
     streams = model_streams(cfg)
@@ -300,28 +353,38 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         tables = load_tables(cfg, settings, splits)
     train_table = _merge_tables([tables[s] for s in d["train_splits"]])
     dev_table = tables[d["select_split"]]
+    run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
+    if cfg["model"]["name"] == classical.MODEL_NAME:
+        return _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir)
 
     keras.utils.set_random_seed(t["seed"])
-    score_scale = _score_scale(t["score_scale"], train_table.recording_labels, source)
-    if score_scale != 1.0:
-        cfg["model"]["score_scale"] = score_scale
+    labels = train_table.recording_labels
+    resolve_score_affine(cfg["model"], labels, source)
     model = build_model_from_config(cfg, settings)
+    from depressionmlp.models import adapt_inputs
+    adapt_inputs(model, train_table.arrays)
     if t["init_bias_to_mean"]:
-        _init_output_bias(model, float(np.mean(train_table.recording_labels)) / score_scale)
-    model.compile(optimizer=make_optimizer(t), loss=rmse_loss, jit_compile=t["jit_compile"])
+        init_output_bias(model, float(np.mean(labels)))
+    epoch_steps = steps_per_epoch(train_table, t["per_recording"], t["batch_size"])
+    eval_every = t["eval_every"] or epoch_steps
+    total_steps = t["steps"] or t["epochs"] * epoch_steps
+    n_evals = int(math.ceil(total_steps / eval_every))
+    model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=rmse_loss,
+                  jit_compile=t["jit_compile"])
 
-    run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
-                       "scale": scale, "params": int(model.count_params())}
+                       "scale": scale, "params": int(model.count_params()),
+                       "steps": n_evals * eval_every, "eval_every": eval_every,
+                       "steps_per_balanced_epoch": epoch_steps}
     write_json_atomic(run_dir / "config.json", cfg)
 
-    steps = steps_per_epoch(train_table, t["per_recording"], t["batch_size"])
     selection = RecordingLevelSelection(dev_table, streams, run_dir, scale,
-                                        patience=t["patience"], max_minutes=t["max_minutes"])
-    # A resumed run continues the epoch draws where the killed one stopped.
+                                        patience=t["patience"], max_minutes=t["max_minutes"],
+                                        eval_every=eval_every)
+    # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
-                          batch_size=t["batch_size"], seed=t["seed"],
-                          start_epoch=len(selection.history))
+                          batch_size=t["batch_size"], seed=t["seed"])
+    ds = ds.skip(len(selection.history) * eval_every)
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         selection,
@@ -329,22 +392,49 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         *callbacks,
     ]
     t0 = time.time()
-    model.fit(ds, epochs=t["epochs"], steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-              verbose=t["verbose"])
+    model.fit(ds, epochs=n_evals, steps_per_epoch=eval_every, callbacks=callbacks,
+              shuffle=False, verbose=t["verbose"])
     train_seconds = time.time() - t0
 
     best = load_model_file(run_dir / "best.keras")
-    result = {"name": cfg["name"], "model": cfg["model"]["name"],
-              "inputs": cfg["model"].get("inputs", "all"), "corpus": d["corpus"],
-              "params": int(best.count_params()), "best_epoch": selection.best_epoch + 1,
-              "epochs_run": len(selection.history), "train_seconds": round(train_seconds, 2),
-              "steps_per_epoch": steps, "splits": {}}
-    for split in d["eval_splits"]:
-        res, rows = evaluate_table(best, tables[split], streams, scale,
+    result = _result_header(cfg, best.count_params())
+    result.update({"best_epoch": selection.best_epoch + 1,
+                   "best_step": (selection.best_epoch + 1) * eval_every,
+                   "epochs_run": len(selection.history),
+                   "steps_run": len(selection.history) * eval_every,
+                   "train_seconds": round(train_seconds, 2),
+                   "steps_per_epoch": eval_every})
+    _evaluate_splits(best, cfg, tables, streams, scale, train_table, run_dir, result)
+    write_json_atomic(run_dir / "history.json", selection.history)
+    write_json_atomic(run_dir / "metrics.json", result)
+    return run_dir, result
+
+
+def _result_header(cfg: dict, params: int) -> dict:
+    return {"name": cfg["name"], "model": cfg["model"]["name"],
+            "inputs": cfg["model"].get("inputs", "all"), "corpus": cfg["data"]["corpus"],
+            "protocol": cfg["protocol"], "params": int(params), "splits": {}}
+
+
+def _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result):
+    for split in cfg["data"]["eval_splits"]:
+        res, rows = evaluate_table(model, tables[split], streams, scale,
                                    train_labels=train_table.recording_labels)
         result["splits"][split] = res
         write_predictions_csv(run_dir / f"predictions_{split}.csv", rows)
-    write_json_atomic(run_dir / "history.json", selection.history)
+
+
+def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir):
+    """Fit the StatsRidge reference and write the same run directory files."""
+    t0 = time.time()
+    model = classical.StatsRidge(streams).fit(train_table)
+    cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
+                       "scale": scale, "params": model.count_params(), "alpha": model.alpha_}
+    write_json_atomic(run_dir / "config.json", cfg)
+    model.save(run_dir / classical.MODEL_FILE)
+    result = _result_header(cfg, model.count_params())
+    result.update({"alpha": model.alpha_, "train_seconds": round(time.time() - t0, 2)})
+    _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result)
     write_json_atomic(run_dir / "metrics.json", result)
     return run_dir, result
 
@@ -379,8 +469,14 @@ def load_model_file(path) -> keras.Model:
 
 
 def load_run(model_path) -> tuple[keras.Model, dict]:
-    """A run directory or a ``.keras`` file beside its ``config.json``."""
-    model_file, cfg = run_files(model_path, "depressionmlp train")
+    """A run directory, or its model file, beside its ``config.json``: a Keras model,
+    or the StatsRidge reference for a classical run."""
+    p = Path(model_path)
+    if p.is_dir() and (p / classical.MODEL_FILE).exists():
+        p = p / classical.MODEL_FILE
+    model_file, cfg = run_files(p, "depressionmlp train")
+    if model_file.name == classical.MODEL_FILE:
+        return classical.load(model_file), cfg
     return load_model_file(model_file), cfg
 
 
@@ -397,7 +493,7 @@ def predict_file(model, cfg: dict, path) -> dict:
     seg = np.asarray(model.predict({s: arrays[s] for s in streams}, verbose=0,
                                    batch_size=256)).reshape(-1)
     score = float(np.mean(seg))
-    return {"file": str(path), "score": score, "severity": M.severity_name(score, scale),
+    return {"file": str(path), "score": score, "severity": metrics.severity_name(score, scale),
             "scale": scale, "segments": len(seg), "segment_scores": [float(v) for v in seg],
             "frames": int(info.get("frames_total", frames.n_frames)),
             "frames_dropped": int(info.get("frames_dropped", 0))}

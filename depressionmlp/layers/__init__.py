@@ -7,8 +7,11 @@ All layers are registered for ``.keras`` saving under the package name
 from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
+from depressionmlp.layers.preprocessing import ColumnJitter, FaceFrame
 
 __all__ = [
+    "ColumnJitter",
+    "FaceFrame",
     "CrossAttentionFusion",
     "CrossFrameGating",
     "CrossLocationGating",

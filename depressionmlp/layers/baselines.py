@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from depressionmlp.layers.guidance import check_streams
+from depressionmlp.layers.common import check_streams
 
 SPATIAL_INITS = ("uniform", "zeros")
 

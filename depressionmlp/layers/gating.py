@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from depressionmlp.layers.common import transpose
+
 SOFTMAX_AXES = ("locations", "frames")
 
 
@@ -40,11 +42,6 @@ def _check_softmax_axis(layer_name: str, value: str) -> str:
         raise ValueError(
             f"{layer_name}: softmax_over must be one of {SOFTMAX_AXES}, got {value!r}.")
     return value
-
-
-def _transpose(x):
-    """``X^T`` of every sample: ``(batch, a, b) -> (batch, b, a)``."""
-    return ops.transpose(x, (0, 2, 1))
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
@@ -99,8 +96,8 @@ class CrossLocationGating(keras.layers.Layer):
         r = inputs
         r_l = self.location_proj(r)                              # Eq. 7  (M, N)
         r_l1, r_l2 = ops.split(r_l, 2, axis=-1)                  # (M, N/2) each
-        m_f2 = self.frame_gate(_transpose(r_l2))                 # Eq. 8  (N/2, M)
-        g_fl = _transpose(m_f2) * r_l1                           # Eq. 9  (M, N/2)
+        m_f2 = self.frame_gate(transpose(r_l2))                 # Eq. 8  (N/2, M)
+        g_fl = transpose(m_f2) * r_l1                           # Eq. 9  (M, N/2)
         axis = -1 if self.softmax_over == "locations" else -2
         weights = ops.softmax(self.embed_proj(g_fl), axis=axis)  # Eq. 10 (M, N)
         return weights * r
@@ -169,13 +166,13 @@ class CrossFrameGating(keras.layers.Layer):
 
     def call(self, inputs):
         r = inputs
-        r_f = self.frame_proj(_transpose(r))                      # Eq. 11 (N, M)
+        r_f = self.frame_proj(transpose(r))                      # Eq. 11 (N, M)
         r_f1, r_f2 = ops.split(r_f, 2, axis=-1)                   # (N, M/2) each
-        m_l2 = self.location_gate(_transpose(r_f2))               # (M/2, N)
-        g_lf = _transpose(m_l2) * r_f1                            # Eq. 12 (N, M/2)
+        m_l2 = self.location_gate(transpose(r_f2))               # (M/2, N)
+        g_lf = transpose(m_l2) * r_f1                            # Eq. 12 (N, M/2)
         axis = -1 if self.softmax_over == "frames" else -2
         weights = ops.softmax(self.embed_proj(g_lf), axis=axis)   # (N, M)
-        return _transpose(weights) * r                            # (M, N)
+        return transpose(weights) * r                            # (M, N)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

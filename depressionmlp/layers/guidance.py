@@ -11,34 +11,15 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from depressionmlp.layers.common import check_streams, transpose
+
 STREAMS = ("R_X", "R_Y", "R_AU")
 OUTPUT_ACTIVATIONS = ("relu", "linear")
 
 
-def _transpose(x):
-    """``X^T`` of every sample: ``(batch, a, b) -> (batch, b, a)``."""
-    return ops.transpose(x, (0, 2, 1))
-
-
 def _summarize_columns(dense, q):
     """``ReLU(C1_{M->1}(Q^T))`` flattened: (batch, M, N) -> (batch, N)."""
-    return ops.squeeze(dense(_transpose(q)), axis=-1)
-
-
-def check_streams(layer_name, input_shape, expected):
-    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != expected \
-            or not all(isinstance(s, (list, tuple)) for s in input_shape):
-        raise ValueError(
-            f"{layer_name}: expects a list of {expected} tensors of shape "
-            f"(batch, M, N), got input shape {input_shape}.")
-    shapes = {tuple(s[-2:]) for s in input_shape}
-    if len(shapes) != 1:
-        raise ValueError(
-            f"{layer_name}: all streams must share (M, N), got {sorted(shapes)}.")
-    m, n = next(iter(shapes))
-    if m is None or n is None:
-        raise ValueError(f"{layer_name}: M and N must be static, got ({m}, {n}).")
-    return int(m), int(n)
+    return ops.squeeze(dense(transpose(q)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
@@ -112,19 +93,18 @@ class MutualGuidance(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        q_x, q_y, q_au = inputs
-        d_x, d_y, d_au = q_x, q_y, q_au
+        Q_x, Q_y, Q_au = inputs                                            # noqa: N806
+        d_x, d_y, d_au = Q_x, Q_y, Q_au
         if self.guide_au:
-            s_x = _summarize_columns(self.summarize_x, q_x)                 # Eq. 14 (N,)
-            s_y = _summarize_columns(self.summarize_y, q_y)                 # Eq. 14 (N,)
-            q_xy = self.keypoint_dense(ops.concatenate([s_x, s_y], -1))     # Eq. 15 (M,)
+            q_x = _summarize_columns(self.summarize_x, Q_x)                 # Eq. 14 (N,)
+            q_y = _summarize_columns(self.summarize_y, Q_y)                 # Eq. 14 (N,)
+            q_xy = self.keypoint_dense(ops.concatenate([q_x, q_y], -1))     # Eq. 15 (M,)
             mask = self.au_mask(ops.expand_dims(q_xy, -1))                  # (M, N)
-            d_au = mask * q_au                                              # Eq. 16
+            d_au = mask * Q_au                                              # Eq. 16
         if self.guide_keypoints:
-            s_au = _summarize_columns(self.summarize_au, q_au)              # (N,)
-            q_a = self.au_dense(s_au)                                       # Eq. 17 (M,)
-            mask = self.keypoint_mask(ops.expand_dims(q_a, -1))             # (M, N)
-            d_x, d_y = mask * q_x, mask * q_y                               # Eq. 18
+            q_au = self.au_dense(_summarize_columns(self.summarize_au, Q_au))  # Eq. 17 (M,)
+            mask = self.keypoint_mask(ops.expand_dims(q_au, -1))            # (M, N)
+            d_x, d_y = mask * Q_x, mask * Q_y                               # Eq. 18
         return [d_x, d_y, d_au]
 
     def compute_output_shape(self, input_shape):
@@ -156,12 +136,14 @@ class ScoreHead(keras.layers.Layer):
 
     then, over the k present streams in input order,
 
-    - Eq. 20 ``s = act(score_scale * Dense_{kN->1}(concat_rows(s_1, ..., s_k)))``  scalar.
+    - Eq. 20 ``s = act(score_scale * Dense_{kN->1}(concat_rows(s_1, ..., s_k))
+      + score_offset)``  scalar.
 
-    ``score_scale`` is 1 in the paper. A fixed (non-trained) scale such as the
-    training labels' standard deviation [choice] lets the Dense work in units of
-    that spread, which is what training on standardised labels does: with Adam,
-    the score then moves ``score_scale`` times faster per step.
+    ``score_scale`` is 1 and ``score_offset`` 0 in the paper. Fixed (non-trained)
+    values, the training labels' standard deviation and mean [choice], let the
+    Dense work on standardised labels (zero at the mean, unit at one spread) while
+    the model still outputs BDI-II: with Adam, the score then moves
+    ``score_scale`` times faster per step.
 
     Parameters: ``k*(M + 1) + (k*N + 1)`` (262 at k=3, M=18, N=68).
 
@@ -170,6 +152,8 @@ class ScoreHead(keras.layers.Layer):
         output_activation: ``"relu"`` (default, Eq. 20) or ``"linear"``.
         score_scale: positive float multiplying the Dense output before the
             activation (default 1.0, Eq. 20 as printed).
+        score_offset: float added after the scale, before the activation
+            (default 0.0, Eq. 20 as printed).
 
     Call args:
         inputs: one tensor or a list of ``num_streams`` tensors, (batch, M, N).
@@ -179,8 +163,9 @@ class ScoreHead(keras.layers.Layer):
     """
 
     def __init__(self, num_streams: int = 3, output_activation: str = "relu",
-                 score_scale: float = 1.0, **kwargs):
+                 score_scale: float = 1.0, score_offset: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        self.score_offset = float(score_offset)
         if not float(score_scale) > 0:
             raise ValueError(f"ScoreHead: score_scale must be > 0, got {score_scale}.")
         self.score_scale = float(score_scale)
@@ -223,6 +208,8 @@ class ScoreHead(keras.layers.Layer):
         out = self.out_dense(joined)                            # Eq. 20 (1,)
         if self.score_scale != 1.0:
             out = out * self.score_scale
+        if self.score_offset != 0.0:
+            out = out + self.score_offset
         return ops.relu(out) if self.output_activation == "relu" else out
 
     def compute_output_shape(self, input_shape):
@@ -238,5 +225,6 @@ class ScoreHead(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_streams": self.num_streams,
                        "output_activation": self.output_activation,
-                       "score_scale": self.score_scale})
+                       "score_scale": self.score_scale,
+                      "score_offset": self.score_offset})
         return config

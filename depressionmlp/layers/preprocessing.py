@@ -1,0 +1,123 @@
+"""Input conditioning in front of the per-stream blocks (the default protocol).
+
+The paper feeds Eq. 2's keypoints (pixels / frame size) and Eq. 3's AUs straight
+into DG. Measured on generated corpora with per-subject nuisance, that leaves the
+keypoints' motion ~30x smaller than the AUs' spread and dominated by where the
+face sits in the frame, and kills a third of the Eq. 14/17/19 ReLU units at
+initialisation. The default protocol therefore puts three layers in front of the
+blocks **[choice]**, each one an option of ``build_model``:
+
+- :class:`FaceFrame` (``keypoint_frame="face"``): keypoints relative to the
+  segment's own face centre and in units of its size;
+- ``keras.layers.Normalization`` per stream (``standardize=True``): every column
+  standardised with the training split's statistics (static levels are kept,
+  unlike recording centring);
+- :class:`ColumnJitter` (``column_jitter=sd``, training only): one random offset
+  per sample and column, the same over the segment's frames, so a subject's
+  resting levels cannot be memorised exactly; the regulariser that training with
+  input noise equals (a ridge penalty), and the one the classical baseline uses.
+
+All live inside the saved model, so ``predict`` takes raw OpenFace-derived input.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from depressionmlp.layers.common import check_streams
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class FaceFrame(keras.layers.Layer):
+    """Keypoints in the segment's face frame: centre removed, divided by face size.
+
+    For one segment (batch axis omitted), ``R_X``, ``R_Y`` of shape (M, N):
+
+    - centre ``c = (mean(R_X), mean(R_Y))`` over all frames and points;
+    - size ``s = sqrt(var_n(mean_t R_X) + var_n(mean_t R_Y))``: the spread of the
+      segment's mean face over its N points;
+    - output ``((R_X - c_x) / s, (R_Y - c_y) / s)``, each (M, N).
+
+    Face position and scale in the frame (identity and camera, not expression)
+    drop out; shape and motion relative to the face stay.
+
+    Args:
+        epsilon: floor on ``s`` (default 1e-6), for a collapsed face.
+
+    Call args:
+        inputs: ``[R_X, R_Y]``, each (batch, M, N).
+
+    Returns:
+        ``[X_face, Y_face]``, each (batch, M, N).
+    """
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        check_streams(self.name, input_shape, 2)
+        self.built = True
+
+    def call(self, inputs):
+        x, y = inputs
+        cx = ops.mean(x, axis=(1, 2), keepdims=True)
+        cy = ops.mean(y, axis=(1, 2), keepdims=True)
+        mx, my = ops.mean(x, axis=1), ops.mean(y, axis=1)              # (N,) mean face
+        size = ops.sqrt(ops.var(mx, axis=-1) + ops.var(my, axis=-1))   # (,)
+        size = ops.maximum(size, self.epsilon)[:, None, None]
+        return [(x - cx) / size, (y - cy) / size]
+
+    def compute_output_shape(self, input_shape):
+        return [tuple(s) for s in input_shape]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class ColumnJitter(keras.layers.Layer):
+    """Training-time offsets per sample and column, constant over the frames.
+
+    ``y = x + e`` with ``e ~ N(0, stddev^2)`` of shape (batch, 1, N), broadcast over
+    the M frames; identity at inference. On standardised inputs ``stddev`` is in
+    units of each column's spread.
+
+    Args:
+        stddev: the offsets' standard deviation (>= 0; 0 is the identity).
+        seed: optional int seed of the noise.
+
+    Call args:
+        inputs: (batch, M, N).
+        training: bool.
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def __init__(self, stddev: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not float(stddev) >= 0:
+            raise ValueError(f"ColumnJitter: stddev must be >= 0, got {stddev}.")
+        self.stddev = float(stddev)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=False):
+        if not training or self.stddev == 0.0:
+            return inputs
+        shape = (ops.shape(inputs)[0], 1, ops.shape(inputs)[2])
+        noise = keras.random.normal(shape, stddev=self.stddev, dtype=inputs.dtype,
+                                    seed=self.seed_generator)
+        return inputs + noise
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"stddev": self.stddev, "seed": self.seed})
+        return config

@@ -1,0 +1,169 @@
+"""`make learnability`: does a model learn what is in the data, wherever it is?
+
+Generates one small OpenFace corpus per cue (:data:`depressionmlp.synth.CUES`:
+the score only in keypoint motion, only in AU variability, only in resting AU
+levels, only in one face region, only in blinks, or mixed), each with
+per-subject identity nuisance and known label noise, for several seeds (a new
+corpus and a new training seed each), and trains on each, on the same split:
+
+- the noise floor (true latent score vs label) and the mean predictor,
+- the classical reference (StatsRidge, :mod:`depressionmlp.classical`),
+- DG+MG+Linear under the default protocol and under the paper's protocol,
+- the Table III single-stream model (DG+Linear) on the stream that carries the cue.
+
+Results go to ``<out>/results.json`` (one row per corpus x seed x model, reused
+on a rerun, so a killed suite continues) and ``<out>/table.md`` (test RMSE,
+mean over seeds, with ratios to the ridge baseline and the mean predictor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SUITE_CUES = ("motion", "au_variability", "static", "region", "blink", "mixed")
+#: Small corpora: about 56 training, 28 dev and 28 test recordings of 30-50 s.
+CORPUS = {"n_subjects": 80, "duration_s": (30, 50), "splits": (0.5, 0.25, 0.25)}
+#: Table III's single-stream row for the stream that carries each cue.
+SINGLE_STREAM = {"motion": "xy", "region": "xy", "blink": "xy",
+                 "au_variability": "au", "static": "au"}
+
+
+def model_rows(cue: str) -> list[tuple[str, dict, str | None]]:
+    """(row name, config, protocol) per trained row of one cue."""
+    rows = [("StatsRidge", {"model": {"name": "StatsRidge", "inputs": "all"}}, "default"),
+            ("DG+MG default", {"model": {"name": "DG+MG+Linear"}}, "default"),
+            ("DG+MG paper", {"model": {"name": "DG+MG+Linear"}}, "paper")]
+    if cue in SINGLE_STREAM:
+        inputs = SINGLE_STREAM[cue]
+        rows.append((f"DG+Linear {inputs} default",
+                     {"model": {"name": "DG+Linear", "inputs": inputs}}, "default"))
+    return rows
+
+
+def corpus_root(data_root: Path, cue: str, seed: int) -> Path:
+    return Path(data_root) / f"{cue}-s{seed}"
+
+
+def ensure_corpus(data_root: Path, cue: str, seed: int) -> dict:
+    """Generate (or reuse) ``<data_root>/<cue>-s<seed>/synthetic``; its manifest."""
+    from depressionmlp import synth
+    out = corpus_root(data_root, cue, seed) / "synthetic"
+    return synth.generate_corpus(out, seed=1000 + seed, cue=cue, **CORPUS)
+
+
+def run_row(cfg: dict, protocol: str, data_root: Path, seed: int, out: Path,
+            overrides: dict | None = None) -> dict:
+    """Train one row quietly; its test/dev RMSE and wall time."""
+    from depressionmlp.runs import deep_update
+    from depressionmlp.train import train
+    cfg = deep_update({"data": {"corpus": "synthetic", "data_root": str(data_root)},
+                       "train": {"seed": seed, "verbose": 0}}, cfg)
+    if overrides:
+        cfg = deep_update(cfg, overrides)
+    t0 = time.time()
+    run_dir, result = train(cfg, out_base=out, protocol=protocol)
+    return {"test_rmse": result["splits"]["test"]["rmse"],
+            "dev_rmse": result["splits"]["dev"]["rmse"],
+            "test_mae": result["splits"]["test"]["mae"],
+            "seconds": round(time.time() - t0, 1), "run_dir": str(run_dir)}
+
+
+def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SUITE_CUES,
+              seeds=(0, 1, 2), rows=None, overrides=None, log=print) -> dict:
+    """Run (or continue) the suite; returns the results dict also written to disk."""
+    out, data_root = Path(out), Path(data_root)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for cue in cues:
+        for seed in seeds:
+            manifest = ensure_corpus(data_root, cue, seed)
+            key = f"{cue}/s{seed}"
+            entry = results.setdefault(key, {"cue": cue, "seed": seed, "rows": {}})
+            entry["noise_floor"] = manifest["noise_floor"]["test"]["rmse"]
+            entry["mean_predictor"] = manifest["mean_predictor_rmse"]["test"]["rmse"]
+            for name, cfg, protocol in model_rows(cue):
+                if rows is not None and name not in rows:
+                    continue
+                if name in entry["rows"]:
+                    continue
+                r = run_row(cfg, protocol, corpus_root(data_root, cue, seed), seed,
+                            out / "runs" / f"{cue}-s{seed}", overrides)
+                entry["rows"][name] = r
+                log(f"{key:<22} {name:<24} test RMSE {r['test_rmse']:6.2f}  "
+                    f"(mean {entry['mean_predictor']:.2f}, floor {entry['noise_floor']:.2f})"
+                    f"  {r['seconds']:.0f} s")
+                path.write_text(json.dumps(results, indent=1) + "\n")
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    (out / "table.md").write_text(to_markdown(results))
+    return results
+
+
+def summarize(results: dict) -> dict:
+    """Per cue: mean over seeds of every row, and the ratios the targets use."""
+    by_cue: dict = {}
+    for entry in results.values():
+        c = by_cue.setdefault(entry["cue"], {"seeds": [], "floor": [], "mean": [], "rows": {}})
+        c["seeds"].append(entry["seed"])
+        c["floor"].append(entry["noise_floor"])
+        c["mean"].append(entry["mean_predictor"])
+        for name, r in entry["rows"].items():
+            row = c["rows"].setdefault(name, {"rmse": [], "seconds": []})
+            row["rmse"].append(r["test_rmse"])
+            row["seconds"].append(r["seconds"])
+    return by_cue
+
+
+def to_markdown(results: dict) -> str:
+    by_cue = summarize(results)
+    names = []
+    for c in by_cue.values():
+        names += [n for n in c["rows"] if n not in names]
+    head = ("| corpus (cue) | seeds | noise floor | mean predictor | "
+            + " | ".join(names) + " | DG+MG default / ridge | DG+MG default / mean |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for cue, c in by_cue.items():
+        cells = []
+        for n in names:
+            r = c["rows"].get(n)
+            cells.append("-" if r is None else
+                         f"{np.mean(r['rmse']):.2f} ± {np.std(r['rmse']):.2f} "
+                         f"({np.mean(r['seconds']):.0f} s)")
+        ridge = c["rows"].get("StatsRidge")
+        dg = c["rows"].get("DG+MG default")
+        ratio_r = (f"{np.mean(dg['rmse']) / np.mean(ridge['rmse']):.2f}"
+                   if ridge and dg else "-")
+        ratio_m = f"{np.mean(dg['rmse']) / np.mean(c['mean']):.2f}" if dg else "-"
+        lines.append(f"| {cue} | {len(c['seeds'])} | {np.mean(c['floor']):.2f} | "
+                     f"{np.mean(c['mean']):.2f} | " + " | ".join(cells)
+                     + f" | {ratio_r} | {ratio_m} |")
+    lines.append("")
+    lines.append("Test RMSE at recording level, mean ± sd over seeds (each seed a new "
+                 "corpus and a new training seed), with the mean wall time per run.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m depressionmlp learnability",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="outputs/learnability")
+    ap.add_argument("--data-root", default="data/learnability")
+    ap.add_argument("--cues", nargs="+", default=list(SUITE_CUES))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--rows", nargs="+", help="only these rows (default: all)")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    results = run_suite(args.out, args.data_root, args.cues, args.seeds, args.rows)
+    print(to_markdown(results))
+    print(f"suite wall time {time.time() - t0:.0f} s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
