@@ -38,8 +38,9 @@ from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dat
                                         steps_per_epoch)
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
-from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
-                                save_model_atomic, write_json_atomic, write_text_atomic)
+from depressionmlp.runs import (check_numbers, deep_update, load_keras_file, new_run_dir,
+                                run_files, save_model_atomic, write_json_atomic,
+                                write_text_atomic)
 
 DEFAULT_CONFIG = {
     "name": "DG+MG+Linear",
@@ -95,6 +96,9 @@ def resolve_config(config: dict, source: str = "config") -> dict:
     for key in ("epochs", "batch_size", "per_recording"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
+    check_numbers(t, ("learning_rate", "beta_1", "beta_2", "weight_decay", "seed",
+                      "max_minutes", "patience"), source, "train.",
+                  positive=("learning_rate", "max_minutes"), optional=("max_minutes", "patience"))
     if t["weight_decay_mode"] not in ("keras3", "keras2"):
         raise DataError(source, "train.weight_decay_mode must be 'keras3' or 'keras2'")
     from depressionmlp.data.segments import CENTERING

@@ -57,14 +57,36 @@ def read_header(path) -> list[str]:
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
         with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as f:
             first = f.readline()
     except OSError as e:
         raise DataError(path, f"cannot read: {e.strerror or e}") from None
+    check_text(path, head)
     names = [c.strip() for c in first.rstrip("\r\n").split(",")]
     if not any(names):
         raise DataError(path, "first line is blank; expected a header", row=1)
     return names
+
+
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+
+
+def check_text(path, head: bytes) -> None:
+    """DataError unless ``head`` (the file's first bytes) looks like text.
+
+    A NUL byte, or more than 1 in 10 bytes being control characters, means a
+    binary file (a video, an archive, a spreadsheet) given where a CSV belongs.
+    """
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(path, "is UTF-16 text; save the CSV as UTF-8 (OpenFace writes UTF-8)")
+    nul = head.find(b"\0")
+    n_ctrl = sum(head.count(bytes([c])) for c in _CONTROL)
+    if nul >= 0 or n_ctrl > len(head) / 10:
+        where = f" (NUL byte at offset {nul})" if nul >= 0 else ""
+        raise DataError(path, f"not a text file: binary content{where}; expected an "
+                              "OpenFace CSV / DAIC-WOZ text file")
 
 
 def au_columns(names) -> list[str]:
