@@ -121,7 +121,7 @@ def format_text(r: dict) -> list[str]:
     head += (f", 95 % interval {iv['low']:.1f}-{iv['high']:.1f}" if iv is not None
              else ", no interval (one segment)")
     lines = [head,
-             f"  {r['segments']} segments ({r['usable_seconds']:g} s usable, "
+             f"  {r['segments']} segment{'s' if r['segments'] != 1 else ''} ({r['usable_seconds']:g} s usable, "
              f"{r.get('frames_dropped', 0)} of {r.get('frames', 0)} frames dropped); "
              f"segment scores sd {sp['sd']:.2f}, min {sp['min']:.2f}, median "
              f"{sp['median']:.2f}, max {sp['max']:.2f}"]
