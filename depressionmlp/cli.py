@@ -66,15 +66,16 @@ def cmd_synth(args) -> int:
 
 
 def _load_toml_config(path, args) -> dict:
-    from depressionmlp.runs import load_config
+    from depressionmlp.runs import config_table, load_config
     cfg = load_config(path)
+    data = config_table(cfg, "data", path)
     if args.data_root:
-        cfg.setdefault("data", {})["data_root"] = args.data_root
+        data["data_root"] = args.data_root
     if args.corpus:
-        cfg.setdefault("data", {})["corpus"] = args.corpus
+        data["corpus"] = args.corpus
     if getattr(args, "strict", False):
-        cfg.setdefault("data", {})["strict_leakage"] = True
-    train = cfg.setdefault("train", {})
+        data["strict_leakage"] = True
+    train = config_table(cfg, "train", path)
     if args.epochs is not None:
         train["epochs"] = args.epochs
     if args.max_minutes is not None:

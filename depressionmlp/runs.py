@@ -81,6 +81,15 @@ def load_config(path) -> dict:
         raise DataError(path, f"not valid TOML: {e}") from None
 
 
+def config_table(cfg: dict, key: str, source) -> dict:
+    """``cfg[key]`` as a table (created if absent), for command-line overrides;
+    ``train = 3`` in the file is a DataError naming ``source``."""
+    table = cfg.setdefault(key, {})
+    if not isinstance(table, dict):
+        raise DataError(source, f"config key '{key}' must be a table ([{key}]), got {table!r}")
+    return table
+
+
 def deep_update(base: dict, override: dict) -> dict:
     """Recursively merge ``override`` into a copy of ``base`` (configs as data)."""
     out = dict(base)

@@ -60,13 +60,14 @@ def format_result_table(result: dict) -> str:
 # --------------------------------------------------------------------------- commands
 
 def _load_config(args) -> dict:
-    from depressionmlp.runs import load_config
+    from depressionmlp.runs import config_table, load_config
     cfg = load_config(args.config)
+    data = config_table(cfg, "data", args.config)
     if args.data_root:
-        cfg.setdefault("data", {})["data_root"] = args.data_root
+        data["data_root"] = args.data_root
     if getattr(args, "corpus", None):
-        cfg.setdefault("data", {})["corpus"] = args.corpus
-    train = cfg.setdefault("train", {})
+        data["corpus"] = args.corpus
+    train = config_table(cfg, "train", args.config)
     if args.epochs is not None:
         train["epochs"] = args.epochs
     if args.max_minutes is not None:

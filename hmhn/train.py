@@ -150,6 +150,9 @@ def _check_keys(config, defaults, source, prefix=""):
         if k not in defaults:
             raise DataError(source, f"unknown config key '{prefix}{k}'; "
                                     f"known: {', '.join(sorted(defaults))}")
+        if isinstance(defaults[k], dict) and not isinstance(v, dict):
+            raise DataError(source, f"config key '{prefix}{k}' must be a table "
+                                    f"([{prefix}{k}]), got {v!r}")
         if isinstance(v, dict) and isinstance(defaults[k], dict):
             _check_keys(v, defaults[k], source, f"{prefix}{k}.")
 

@@ -40,6 +40,7 @@ DAIC_Y = [f"y{i}" for i in range(N_LANDMARKS)]
 DAIC_FEATURES_SUFFIX = "_CLNF_features.txt"
 DAIC_AUS_SUFFIX = "_CLNF_AUs.txt"
 _SUCCESS_NAMES = ("success", "detection_success")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------- header
@@ -246,11 +247,17 @@ def _check_missing(path, cols: dict, wanted: list[str]) -> None:
             i = int(np.argmax(bad))
             first_col.setdefault(i, c)
             nan_rows |= bad
-    if not nan_rows.any():
-        return
-    i = int(np.argmax(nan_rows))
-    raise DataError(path, "empty or missing value", row=_line_of(path, i),
-                    column=first_col[i])
+    if nan_rows.any():
+        i = int(np.argmax(nan_rows))
+        raise DataError(path, "empty or missing value", row=_line_of(path, i),
+                        column=first_col[i])
+    for c in wanted:                 # inf, or beyond float32 (what training computes in)
+        v = cols[c]
+        bad = (np.abs(v) > _F32_MAX) & ~failed
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(path, f"value {v[i]:g} is not a finite float32 number",
+                            row=_line_of(path, i), column=c)
 
 
 def _frames_from(path, cols: dict, succ: str, x_names, y_names, au_names):
