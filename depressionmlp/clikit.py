@@ -134,14 +134,17 @@ def guarded(fn):
         prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "depressionkit"
         if prog in ("__main__.py", "-c", "-m") or prog.endswith(".py") or "pytest" in prog:
             prog = fn.__module__.split(".")[0]
+        from depressionmlp import progress
         try:
             rc = fn(*args, **kwargs)
         except DataError as e:
+            progress.clear()
             print(f"{prog}: error: {e.message}", file=sys.stderr)
             return 2
         except OSError as e:
             if e.filename is None:
                 raise
+            progress.clear()
             print(f"{prog}: error: {DataError.from_os_error(e).message}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

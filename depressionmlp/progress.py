@@ -19,6 +19,7 @@ import sys
 import time
 
 _ENABLED = False
+_DRAWN = None                   # the Progress whose bar is on screen now, if any
 
 
 def set_enabled(on: bool) -> None:
@@ -29,6 +30,15 @@ def set_enabled(on: bool) -> None:
 
 def enabled() -> bool:
     return _ENABLED
+
+
+def clear() -> None:
+    """Erase a bar left on the terminal (an error is about to be printed)."""
+    global _DRAWN
+    if _DRAWN is not None:
+        _DRAWN.stream.write("\r\033[K")
+        _DRAWN.stream.flush()
+        _DRAWN = None
 
 
 def _fmt_seconds(s: float) -> str:
@@ -84,9 +94,10 @@ class Progress:
             return
         if self.tty:
             if now - self._last >= 0.1 or self.n >= self.total:
+                global _DRAWN
                 self.stream.write("\r\033[K" + self._line(note))
                 self.stream.flush()
-                self._last, self._drawn = now, True
+                self._last, self._drawn, _DRAWN = now, True, self
         elif now - self._last >= self.every_s:
             self.stream.write(self._line(note) + "\n")
             self.stream.flush()
@@ -94,10 +105,12 @@ class Progress:
 
     def done(self, summary: str | None = None) -> None:
         """End the bar; write ``summary`` (one line, with the elapsed time) if given."""
+        global _DRAWN
         if not self.on:
             return
         if self._drawn:
             self.stream.write("\r\033[K")
+            _DRAWN = None
         if summary:
             self.stream.write(f"{summary} in {_fmt_seconds(time.monotonic() - self.t0)}\n")
         self.stream.flush()

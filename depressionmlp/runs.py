@@ -123,22 +123,22 @@ def check_keras_archive(path) -> Path:
         raise DataError(path, "expected a .keras model file, got a directory")
     size = path.stat().st_size
     if size == 0:
-        raise DataError(path, "model file is empty (0 bytes); the run that wrote it "
-                              "was probably killed; train again")
+        raise DataError(path, "not a readable .keras model: the file is empty (0 bytes); "
+                              "the run that wrote it was probably killed")
     if not zipfile.is_zipfile(path):
-        raise DataError(path, f"not a .keras model: not a zip archive ({size:,} bytes; "
-                              "truncated or corrupt?)")
+        raise DataError(path, f"not a readable .keras model: not a zip archive "
+                              f"({size:,} bytes; truncated or corrupt?)")
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
             names = set(z.namelist())
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise DataError(path, f"not a .keras model: corrupt zip archive ({e})") from None
+        raise DataError(path, f"not a readable .keras model: corrupt zip archive ({e})") from None
     if bad is not None:
-        raise DataError(path, f"not a .keras model: member {bad!r} is corrupt "
+        raise DataError(path, f"not a readable .keras model: member {bad!r} is corrupt "
                               "(checksum mismatch)")
     if "config.json" not in names:
-        raise DataError(path, "not a .keras model: the zip archive has no config.json")
+        raise DataError(path, "not a readable .keras model: the zip archive has no config.json")
     return path
 
 
