@@ -12,7 +12,8 @@ Commands:
     demo                                       synth (if needed) + train + evaluate + report
 
 Bad input of any kind ends with one line ``depressionmlp: error: <file>: <problem>``
-and exit code 2.
+and exit code 2; output folders are checked before any work. Progress goes to stderr
+(``--quiet`` turns it off). ``depressionmlp COMMAND --help`` lists every option.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import json
 import sys
 from pathlib import Path
 
-from depressionmlp.clikit import guarded, quiet_tensorflow
+from depressionmlp.clikit import (HelpFormatter, add_command, add_version, guarded,
+                                  quiet_tensorflow, run_command)
 from depressionmlp.errors import DataError
+from depressionmlp.runs import check_output_dir, check_output_file
 
 
 def _print_json(obj) -> None:
@@ -51,6 +54,7 @@ def cmd_inspect(args) -> int:
 
 def cmd_synth(args) -> int:
     from depressionmlp import synth
+    check_output_dir(args.out, what="corpus folder")
     argv = ["--out", args.out, "--seed", str(args.seed)]
     if args.subjects is not None:
         argv += ["--subjects", str(args.subjects)]
@@ -62,15 +66,16 @@ def cmd_synth(args) -> int:
 
 
 def _load_toml_config(path, args) -> dict:
-    from depressionmlp.runs import load_config
+    from depressionmlp.runs import config_table, load_config
     cfg = load_config(path)
+    data = config_table(cfg, "data", path)
     if args.data_root:
-        cfg.setdefault("data", {})["data_root"] = args.data_root
+        data["data_root"] = args.data_root
     if args.corpus:
-        cfg.setdefault("data", {})["corpus"] = args.corpus
+        data["corpus"] = args.corpus
     if getattr(args, "strict", False):
-        cfg.setdefault("data", {})["strict_leakage"] = True
-    train = cfg.setdefault("train", {})
+        data["strict_leakage"] = True
+    train = config_table(cfg, "train", path)
     if args.epochs is not None:
         train["epochs"] = args.epochs
     if args.max_minutes is not None:
@@ -85,6 +90,13 @@ def _load_toml_config(path, args) -> dict:
 def cmd_train(args) -> int:
     from depressionmlp import train
     cfg = _load_toml_config(args.config, args)
+    train.resolve_config(cfg, args.config)           # bad values: one line, before any work
+    if args.resume:
+        if not Path(args.resume).is_dir():
+            raise DataError(args.resume, "no such run directory to resume")
+        check_output_dir(args.resume, what="run directory")
+    else:
+        check_output_dir(args.out, what="--out folder")
     run_dir, result = train.train(cfg, out_base=args.out, resume_dir=args.resume,
                                   source=args.config)
     print(format_result_table(result))
@@ -114,15 +126,18 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from depressionmlp import train
+    from depressionmlp.prediction import describe, format_text
     model, cfg = train.load_run(args.model)
-    results = [train.predict_file(model, cfg, f) for f in args.openface]
+    results = [describe(train.predict_file(model, cfg, f), cfg, args.model)
+               for f in args.openface]
+    for r in results:
+        for w in r["warnings"]:
+            print(f"warning: {r['file']}: {w}", file=sys.stderr)
     if args.json:
         _print_json(results if len(results) > 1 else results[0])
         return 0
     for r in results:
-        print(f"{r['file']}: score {r['score']:.2f} ({r['severity']}, {r['scale']}) "
-              f"from {r['segments']} segments; segment scores "
-              f"min {min(r['segment_scores']):.2f} max {max(r['segment_scores']):.2f}")
+        print("\n".join(format_text(r)))
     return 0
 
 
@@ -140,6 +155,7 @@ def cmd_count(args) -> int:
 
 def cmd_export(args) -> int:
     from depressionmlp.export import export_run
+    check_output_dir(args.out, what="export folder", empty=True)
     paths = export_run(args.model, args.out, tflite=args.tflite)
     for kind, p in paths.items():
         print(f"{kind}: {p}")
@@ -148,13 +164,18 @@ def cmd_export(args) -> int:
 
 def cmd_summarize(args) -> int:
     from depressionmlp.summary import to_markdown, write_summary
-    summary = write_summary(args.runs, args.out or str(Path(args.runs) / "summary"))
+    stem = args.out or str(Path(args.runs) / "summary")
+    for ext in (".json", ".md"):
+        check_output_file(stem + ext, what="summary file")
+    summary = write_summary(args.runs, stem)
     print(to_markdown(summary), end="")
     return 0
 
 
 def cmd_demo(args) -> int:
     from depressionmlp.demo import run_demo
+    check_output_dir(args.out, what="--out folder")
+    check_output_dir(args.data_root, what="--data-root folder")
     run_demo(data_root=args.data_root, out=args.out, config=args.config,
              max_minutes=args.max_minutes)
     return 0
@@ -185,72 +206,80 @@ def _f(v, nd=2) -> str:
 # --------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="depressionmlp", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="depressionmlp", description=__doc__.split("\n\n")[0]
+                                + "\n\n" + __doc__.split("\n\n")[1],
+                                formatter_class=HelpFormatter)
+    add_version(p, "depressionmlp")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("inspect", help="validate one OpenFace CSV / DAIC-WOZ CLNF file")
-    s.add_argument("file")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_inspect)
+    s = add_command(sub, "inspect", "validate one OpenFace CSV / DAIC-WOZ CLNF file as "
+                                    "training reads it", cmd_inspect, needs_tf=False)
+    s.add_argument("file", help="an OpenFace 2.x CSV or a DAIC-WOZ NNN_CLNF_features.txt")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    s = sub.add_parser("synth", help="write the bundled synthetic OpenFace corpus")
-    s.add_argument("--out", default="data/synthetic")
-    s.add_argument("--subjects", type=int)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--small", action="store_true")
-    s.add_argument("--force", action="store_true")
-    s.set_defaults(fn=cmd_synth)
+    s = add_command(sub, "synth", "write the bundled synthetic OpenFace corpus", cmd_synth,
+                    needs_tf=False)
+    s.add_argument("--out", default="data/synthetic", help="corpus folder to write")
+    s.add_argument("--subjects", type=int, help="number of subjects (default: the "
+                                                "generator's 80, or 12 with --small)")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--small", action="store_true", help="a small corpus, for tests")
+    s.add_argument("--force", action="store_true", help="replace a non-empty --out")
 
-    s = sub.add_parser("train", help="train one experiment config")
-    s.add_argument("--config", required=True)
-    s.add_argument("--data-root")
-    s.add_argument("--corpus", help="override data.corpus (avec2013, avec2014, daic, synthetic)")
-    s.add_argument("--out", default="outputs/runs")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--max-minutes", type=float)
+    s = add_command(sub, "train", "train one experiment config; one run directory per run",
+                    cmd_train)
+    s.add_argument("--config", required=True, help="experiment TOML, e.g. experiments/demo.toml")
+    s.add_argument("--data-root", help="folder holding the corpora (default: data.data_root "
+                                       "of the config, else $DATA_ROOT, else ./data)")
+    s.add_argument("--corpus", help="override data.corpus (avec2013, avec2014, daic, "
+                                    "synthetic)")
+    s.add_argument("--out", default="outputs/runs", help="folder for the run directory")
+    s.add_argument("--epochs", type=int, help="override train.epochs")
+    s.add_argument("--max-minutes", type=float, help="override train.max_minutes "
+                                                     "(wall-clock budget)")
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
     s.add_argument("--strict", action="store_true",
                    help="a subject in more than one split is an error, not a warning")
-    s.add_argument("--quiet", action="store_true")
-    s.set_defaults(fn=cmd_train)
+    s.add_argument("--quiet", action="store_true",
+                   help="no progress display and no per-epoch Keras output")
 
-    s = sub.add_parser("evaluate", help="recording-level metrics of a trained run")
+    s = add_command(sub, "evaluate", "recording-level metrics of a trained run", cmd_evaluate)
     s.add_argument("--model", required=True, help="run directory or its best.keras")
-    s.add_argument("--split", default="test", choices=["train", "dev", "test"])
-    s.add_argument("--data-root")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_evaluate)
+    s.add_argument("--split", default="test", choices=["train", "dev", "test"],
+                   help="split to evaluate")
+    s.add_argument("--data-root", help="folder holding the corpora (default: the run's)")
+    s.add_argument("--json", action="store_true", help="print JSON with per-recording rows")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
 
-    s = sub.add_parser("predict", help="score OpenFace recordings with a trained run")
-    s.add_argument("--model", required=True)
-    s.add_argument("--openface", required=True, nargs="+")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_predict)
+    s = add_command(sub, "predict", "score OpenFace recordings with a trained run",
+                    cmd_predict)
+    s.add_argument("--model", required=True, help="run directory or its best.keras")
+    s.add_argument("--openface", required=True, nargs="+", metavar="FILE",
+                   help="OpenFace CSV(s) or DAIC-WOZ NNN_CLNF_features.txt file(s)")
+    s.add_argument("--json", action="store_true", help="print JSON (one object per file)")
 
-    s = sub.add_parser("count", help="params and FLOPs per model (Table VI)")
-    s.add_argument("--segment-length", type=int, default=18)
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_count)
+    s = add_command(sub, "count", "params and FLOPs per model (Table VI)", cmd_count)
+    s.add_argument("--segment-length", type=int, default=18, help="M, frames per segment")
+    s.add_argument("--json", action="store_true", help="print JSON")
 
-    s = sub.add_parser("export", help="SavedModel (+ TFLite) export of a trained run")
-    s.add_argument("--model", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--tflite", action="store_true")
-    s.set_defaults(fn=cmd_export)
+    s = add_command(sub, "export", "SavedModel (+ TFLite with --tflite) export of a "
+                                   "trained run", cmd_export)
+    s.add_argument("--model", required=True, help="run directory or its best.keras")
+    s.add_argument("--out", required=True, help="new (or empty) export folder")
+    s.add_argument("--tflite", action="store_true", help="also write model.tflite")
 
-    s = sub.add_parser("summarize", help="one table (md + JSON) over run directories")
+    s = add_command(sub, "summarize", "one table (md + JSON) over run directories "
+                                      "(+ Friedman test)", cmd_summarize, needs_tf=False)
     s.add_argument("--runs", required=True, help="folder holding run directories")
-    s.add_argument("--out", help="output stem (default <runs>/summary)")
-    s.set_defaults(fn=cmd_summarize)
+    s.add_argument("--out", help="output stem: writes <out>.md and <out>.json "
+                                 "(default: <runs>/summary)")
 
-    s = sub.add_parser("demo", help="synthetic corpus -> train -> evaluate -> report")
-    s.add_argument("--data-root", default="data")
-    s.add_argument("--out", default="outputs/demo")
-    s.add_argument("--config", default="experiments/demo.toml")
-    s.add_argument("--max-minutes", type=float)
-    s.set_defaults(fn=cmd_demo)
+    s = add_command(sub, "demo", "synthetic corpus -> train -> evaluate -> report", cmd_demo)
+    s.add_argument("--data-root", default="data", help="folder for the synthetic corpus")
+    s.add_argument("--out", default="outputs/demo", help="folder for the run and report.md")
+    s.add_argument("--config", default="experiments/demo.toml", help="experiment TOML")
+    s.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     return p
 
 
@@ -258,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     quiet_tensorflow()
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    return run_command(args)
 
 
 if __name__ == "__main__":

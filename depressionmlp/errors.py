@@ -43,3 +43,13 @@ class DataError(Exception):
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.message
+
+    @classmethod
+    def from_os_error(cls, e: OSError) -> "DataError":
+        """An OSError that names a file (permission denied, disk full, a file where a
+        folder should be) as a DataError on that file."""
+        problem = e.strerror or str(e) or type(e).__name__
+        problem = problem[:1].lower() + problem[1:]
+        if e.filename2 is not None:
+            problem += f" (and {os.fspath(e.filename2)})"
+        return cls(e.filename, problem)

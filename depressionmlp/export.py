@@ -12,18 +12,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from depressionmlp.errors import DataError
-from depressionmlp.runs import write_json_atomic
+from depressionmlp.runs import check_output_dir, write_json_atomic
 
 
 def export_run(model_path, out_dir, tflite: bool = False) -> dict:
     from depressionmlp.train import load_run
     import tensorflow as tf
 
+    out = check_output_dir(out_dir, what="export folder", empty=True)
     model, cfg = load_run(model_path)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        raise DataError(out, "export folder exists and is not empty; choose a new one")
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

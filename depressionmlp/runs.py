@@ -81,6 +81,15 @@ def load_config(path) -> dict:
         raise DataError(path, f"not valid TOML: {e}") from None
 
 
+def config_table(cfg: dict, key: str, source) -> dict:
+    """``cfg[key]`` as a table (created if absent), for command-line overrides;
+    ``train = 3`` in the file is a DataError naming ``source``."""
+    table = cfg.setdefault(key, {})
+    if not isinstance(table, dict):
+        raise DataError(source, f"config key '{key}' must be a table ([{key}]), got {table!r}")
+    return table
+
+
 def deep_update(base: dict, override: dict) -> dict:
     """Recursively merge ``override`` into a copy of ``base`` (configs as data)."""
     out = dict(base)
@@ -100,17 +109,46 @@ def save_model_atomic(model, path) -> None:
     os.replace(tmp, path)
 
 
+def check_keras_archive(path) -> Path:
+    """A ``.keras`` file must exist and be a complete zip archive; else DataError.
+
+    Keras reports a file it cannot open as a zip as "File not found", which misleads
+    when the file is there but empty, truncated or corrupt; this says which.
+    """
+    import zipfile
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "model file not found")
+    if path.is_dir():
+        raise DataError(path, "expected a .keras model file, got a directory")
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(path, "not a readable .keras model: the file is empty (0 bytes); "
+                              "the run that wrote it was probably killed")
+    if not zipfile.is_zipfile(path):
+        raise DataError(path, f"not a readable .keras model: not a zip archive "
+                              f"({size:,} bytes; truncated or corrupt?)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise DataError(path, f"not a readable .keras model: corrupt zip archive ({e})") from None
+    if bad is not None:
+        raise DataError(path, f"not a readable .keras model: member {bad!r} is corrupt "
+                              "(checksum mismatch)")
+    if "config.json" not in names:
+        raise DataError(path, "not a readable .keras model: the zip archive has no config.json")
+    return path
+
+
 def load_keras_file(path, custom_objects=None):
     """Load a ``.keras`` model with ``safe_mode=True``; any failure is one DataError.
 
     The packages' layers must be registered (imported) before the call.
     """
     import keras
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "model file not found")
-    if path.is_dir():
-        raise DataError(path, "expected a .keras model file, got a directory")
+    path = check_keras_archive(path)
     try:
         return keras.saving.load_model(path, safe_mode=True, custom_objects=custom_objects)
     except Exception as e:  # zip / json / weight errors all mean: not a usable model
@@ -124,8 +162,17 @@ def run_files(model_path, trainer: str) -> tuple[Path, dict]:
     ``trainer`` names the command that writes run directories, for the message.
     """
     p = Path(model_path)
+    if not p.exists():
+        raise DataError(p, "no such run directory or .keras file (pass a run directory "
+                           f"written by `{trainer}`)")
     model_file = p / "best.keras" if p.is_dir() else p
     cfg_file = model_file.parent / "config.json"
+    if p.is_dir() and not model_file.exists():
+        what = ("a run directory without best.keras (killed before its first epoch "
+                "ended?)" if cfg_file.exists() else
+                f"not a run directory: no best.keras and no config.json (pass a run "
+                f"directory written by `{trainer}`)")
+        raise DataError(p, what)
     if not cfg_file.exists():
         raise DataError(cfg_file, "no config.json beside the model; pass a run directory "
                                   f"written by `{trainer}`")
@@ -134,6 +181,68 @@ def run_files(model_path, trainer: str) -> tuple[Path, dict]:
     except json.JSONDecodeError as e:
         raise DataError(cfg_file, f"not valid JSON: {e}") from None
     return model_file, cfg
+
+
+def check_numbers(section: dict, keys, source, prefix: str, *, positive=(),
+                  optional=()) -> None:
+    """Config values that must be numbers: ``section[k]`` for ``k`` in ``keys``.
+
+    ``positive``: keys that must also be > 0; ``optional``: keys that may be None.
+    Raises DataError naming ``source`` and the ``prefix``-ed key (so ``learning_rate =
+    "fast"`` is one line, not an optimizer traceback).
+    """
+    for k in keys:
+        v = section.get(k)
+        if v is None and k in optional:
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if ok and k in positive:
+            ok = v > 0
+        if not ok:
+            kind = "a positive number" if k in positive else "a number"
+            if k in optional:
+                kind += " (or absent)"
+            raise DataError(source, f"{prefix}{k} must be {kind}, got {v!r}")
+
+
+def check_output_dir(path, *, what: str = "output folder", empty: bool = False) -> Path:
+    """Check, before any heavy work, that folder ``path`` can be created or written.
+
+    Walks up to the nearest existing folder: a file anywhere on the way, or a
+    folder the user may not write to, raises DataError naming the path. Nothing is
+    created. ``empty``: an existing non-empty folder is an error too.
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise DataError(path, f"{what} exists and is a file, not a folder; "
+                                  "choose another path")
+        if empty and any(path.iterdir()):
+            raise DataError(path, f"{what} exists and is not empty; choose a new one")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise DataError(path, f"{what} is not writable (permission denied)")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(parent, f"is a file, so {what} {path} cannot be created in it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(path, f"cannot create {what}: {parent} is not writable "
+                              "(permission denied)")
+    return path
+
+
+def check_output_file(path, *, what: str = "output file") -> Path:
+    """Like :func:`check_output_dir` for a file: its folder must be writable and
+    the path itself must not be a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, f"{what} is a folder; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise DataError(path, f"{what} is not writable (permission denied)")
+    check_output_dir(path.absolute().parent, what="folder for " + what)
+    return path
 
 
 def swap_into_place(tmp: Path, out: Path) -> None:

@@ -39,8 +39,9 @@ from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dat
                                         steps_per_epoch)
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
-from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
-                                save_model_atomic, write_json_atomic, write_text_atomic)
+from depressionmlp.runs import (check_numbers, deep_update, load_keras_file, new_run_dir,
+                                run_files, save_model_atomic, write_json_atomic,
+                                write_text_atomic)
 
 DEFAULT_CONFIG = {
     "name": "DG+MG+Linear",
@@ -126,9 +127,9 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         if t[key] is not None and (not isinstance(t[key], int) or t[key] < 1):
             raise DataError(source, f"train.{key} must be a positive integer or absent, "
                                     f"got {t[key]!r}")
-    for key in ("learning_rate", "beta_1", "beta_2", "weight_decay"):
-        if isinstance(t[key], bool) or not isinstance(t[key], (int, float)) or t[key] < 0:
-            raise DataError(source, f"train.{key} must be a non-negative number, got {t[key]!r}")
+    check_numbers(t, ("learning_rate", "beta_1", "beta_2", "weight_decay", "seed",
+                      "max_minutes", "patience"), source, "train.",
+                  positive=("learning_rate", "max_minutes"), optional=("max_minutes", "patience"))
     if t["lr_schedule"] not in ("constant", "cosine"):
         raise DataError(source, "train.lr_schedule must be 'constant' or 'cosine', "
                                 f"got {t['lr_schedule']!r}")
@@ -156,6 +157,9 @@ def _check_keys(config, defaults, source, prefix=""):
                 continue
             raise DataError(source, f"unknown config key '{prefix}{k}'; "
                                     f"known: {', '.join(sorted(defaults))}")
+        if isinstance(defaults[k], dict) and not isinstance(v, dict):
+            raise DataError(source, f"config key '{prefix}{k}' must be a table "
+                                    f"([{prefix}{k}]), got {v!r}")
         if isinstance(v, dict) and isinstance(defaults[k], dict):
             _check_keys(v, defaults[k], source, f"{prefix}{k}.")
 

@@ -13,7 +13,8 @@ Commands:
 
 ``--quick`` (or ``QUICK=1``) merges the config's ``[quick]`` table: a small input size
 for CPU runs. Bad input of any kind ends with one line ``hmhn: error: <file>: <problem>``
-and exit code 2.
+and exit code 2; output folders are checked before any work. Progress goes to stderr
+(``--quiet`` turns it off). ``hmhn COMMAND --help`` lists every option.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-from depressionmlp.clikit import guarded, quiet_tensorflow
+from depressionmlp.clikit import (HelpFormatter, add_command, add_version, guarded,
+                                  quiet_tensorflow, run_command)
 from depressionmlp.errors import DataError
+from depressionmlp.runs import check_output_dir
 
 SYNTH_CORPUS = "synthetic-faces"
 
@@ -57,13 +60,14 @@ def format_result_table(result: dict) -> str:
 # --------------------------------------------------------------------------- commands
 
 def _load_config(args) -> dict:
-    from depressionmlp.runs import load_config
+    from depressionmlp.runs import config_table, load_config
     cfg = load_config(args.config)
+    data = config_table(cfg, "data", args.config)
     if args.data_root:
-        cfg.setdefault("data", {})["data_root"] = args.data_root
+        data["data_root"] = args.data_root
     if getattr(args, "corpus", None):
-        cfg.setdefault("data", {})["corpus"] = args.corpus
-    train = cfg.setdefault("train", {})
+        data["corpus"] = args.corpus
+    train = config_table(cfg, "train", args.config)
     if args.epochs is not None:
         train["epochs"] = args.epochs
     if args.max_minutes is not None:
@@ -78,8 +82,16 @@ def _load_config(args) -> dict:
 def cmd_train(args) -> int:
     from hmhn import train
     cfg = _load_config(args)
+    quick = train.quick_requested(args.quick)
+    train.resolve_config(cfg, args.config, quick=quick)   # bad values: one line, before any work
+    if args.resume:
+        if not Path(args.resume).is_dir():
+            raise DataError(args.resume, "no such run directory to resume")
+        check_output_dir(args.resume, what="run directory")
+    else:
+        check_output_dir(args.out, what="--out folder")
     run_dir, result = train.train(cfg, out_base=args.out, resume_dir=args.resume,
-                                  source=args.config, quick=train.quick_requested(args.quick))
+                                  source=args.config, quick=quick)
     print(format_result_table(result))
     print(f"run directory: {run_dir}")
     return 0
@@ -116,6 +128,7 @@ def cmd_synth(args) -> int:
         if getattr(args, key) is not None:
             kw[key] = getattr(args, key)
     out = Path(args.out) if args.out else Path(args.data_root) / SYNTH_CORPUS
+    check_output_dir(out, what="corpus folder")
     manifest = generate_faces(out, **kw)
     print(f"synthetic faces written to {out}")
     if isinstance(manifest, dict) and "noise_floor" in manifest:
@@ -148,6 +161,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    check_output_dir(args.out, what="--out folder")
+    check_output_dir(args.data_root, what="--data-root folder")
     run_demo(data_root=args.data_root, out=args.out, config=args.config,
              max_minutes=args.max_minutes)
     return 0
@@ -240,68 +255,75 @@ def _bool(v: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hmhn", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="hmhn", description=__doc__, formatter_class=HelpFormatter)
+    add_version(p, "hmhn")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("train", help="train one experiment config")
-    s.add_argument("--config", required=True)
-    s.add_argument("--data-root")
-    s.add_argument("--corpus", help="override data.corpus")
-    s.add_argument("--out", default="outputs/hmhn")
-    s.add_argument("--quick", action="store_true", help="merge the config's [quick] table")
-    s.add_argument("--epochs", type=int)
+    s = add_command(sub, "train", "train one experiment config; one run directory per run",
+                    cmd_train)
+    s.add_argument("--config", required=True,
+                   help="experiment TOML, e.g. experiments/hmhn_default.toml")
+    s.add_argument("--data-root", help="folder holding the corpora (default: data.data_root "
+                                       "of the config, else $DATA_ROOT, else ./data)")
+    s.add_argument("--corpus", help="override data.corpus (synthetic-faces, avec2013, "
+                                    "avec2014)")
+    s.add_argument("--out", default="outputs/hmhn", help="folder for the run directory")
+    s.add_argument("--quick", action="store_true",
+                   help="merge the config's [quick] table (small input, CPU); also QUICK=1")
+    s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--max-minutes", type=float,
                    help="wall-clock safety net for training (0 = none; default: the config's)")
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
                                                            "(default: the config's, auto)")
-    s.add_argument("--quiet", action="store_true")
-    s.set_defaults(fn=cmd_train)
+    s.add_argument("--quiet", action="store_true",
+                   help="no progress display and no per-epoch Keras output")
 
-    s = sub.add_parser("evaluate", help="video-level metrics of a trained run")
+    s = add_command(sub, "evaluate", "video-level metrics of a trained run", cmd_evaluate)
     s.add_argument("--model", required=True, help="run directory or its best.keras")
-    s.add_argument("--split", default="test")
-    s.add_argument("--data-root")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_evaluate)
+    s.add_argument("--split", default="test", choices=["train", "dev", "test"],
+                   help="split to evaluate")
+    s.add_argument("--data-root", help="folder holding the corpora (default: the run's)")
+    s.add_argument("--json", action="store_true", help="print JSON with per-video rows")
+    s.add_argument("--quiet", action="store_true", help="no progress display")
 
-    s = sub.add_parser("count", help="parameters per configuration vs Table 5")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--input-size", type=int, default=224)
-    s.set_defaults(fn=cmd_count)
+    s = add_command(sub, "count", "parameters per configuration vs the paper's Table 5",
+                    cmd_count)
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--input-size", type=int, default=224, help="input side in pixels")
 
-    s = sub.add_parser("synth", help="write the synthetic face corpus")
-    s.add_argument("--data-root", default="data")
-    s.add_argument("--out", help=f"corpus folder (default <data-root>/{SYNTH_CORPUS})")
-    s.add_argument("--n-subjects", dest="n_subjects", type=int)
-    s.add_argument("--frames-per-video", dest="frames_per_video", type=int)
-    s.add_argument("--size", type=int)
-    s.add_argument("--seed", type=int, default=0)
-    s.set_defaults(fn=cmd_synth)
+    s = add_command(sub, "synth", "write the synthetic face corpus", cmd_synth)
+    s.add_argument("--data-root", default="data", help="folder holding the corpora")
+    s.add_argument("--out", help=f"corpus folder (default: <data-root>/{SYNTH_CORPUS})")
+    s.add_argument("--n-subjects", dest="n_subjects", type=int,
+                   help="number of subjects (default: the generator's)")
+    s.add_argument("--frames-per-video", dest="frames_per_video", type=int,
+                   help="face frames per video (default: the generator's)")
+    s.add_argument("--size", type=int, help="image side in pixels (default: the generator's)")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
 
-    s = sub.add_parser("explain", help="per-head attention maps over faces (Fig. 1)")
+    s = add_command(sub, "explain", "per-head attention maps over faces (Fig. 1), PNG",
+                    cmd_explain)
     s.add_argument("--model", required=True, help="run directory or its best.keras")
     s.add_argument("--images", required=True, help="folder of face images")
-    s.add_argument("--out", required=True)
-    s.set_defaults(fn=cmd_explain)
+    s.add_argument("--out", required=True, help="folder for the PNGs and explain.json")
 
-    s = sub.add_parser("bench", help="training images/s on random data")
-    s.add_argument("--size", type=int, default=224)
-    s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--row", default="E")
-    s.add_argument("--steps", type=int, default=5)
-    s.add_argument("--jit", type=_bool, default=None, help="default: both")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_bench)
+    s = add_command(sub, "bench", "training images/s on random data", cmd_bench)
+    s.add_argument("--size", type=int, default=224, help="input side in pixels")
+    s.add_argument("--batch", type=int, default=8, help="batch size")
+    s.add_argument("--row", default="E", help="ablation row A-E")
+    s.add_argument("--steps", type=int, default=5, help="timed training steps")
+    s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
+                                                           "(default: both)")
+    s.add_argument("--json", action="store_true", help="print JSON")
 
-    s = sub.add_parser("demo", help="synthetic faces -> train -> evaluate -> report")
-    s.add_argument("--data-root", default="data")
-    s.add_argument("--out", default="outputs/demo-hmhn")
-    s.add_argument("--config", default="experiments/hmhn_demo.toml")
+    s = add_command(sub, "demo", "synthetic faces -> train -> evaluate -> report", cmd_demo)
+    s.add_argument("--data-root", default="data", help="folder for the synthetic faces")
+    s.add_argument("--out", default="outputs/demo-hmhn", help="folder for the run and "
+                                                              "report.md")
+    s.add_argument("--config", default="experiments/hmhn_demo.toml", help="experiment TOML")
     s.add_argument("--max-minutes", type=float,
                    help="wall-clock safety net for training (0 = none; default: the config's)")
-    s.set_defaults(fn=cmd_demo)
     return p
 
 
@@ -313,7 +335,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     quiet_tensorflow()
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    return run_command(args)
 
 
 if __name__ == "__main__":

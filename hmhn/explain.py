@@ -79,7 +79,8 @@ def explain(model_path, images, out) -> list[Path]:
     """Write ``<out>/<image>_heads.png`` for each image of the folder; returns the paths."""
     from hmhn.models import attention_maps, head_layers
     from hmhn.train import load_run
-    from depressionmlp.runs import write_json_atomic
+    from depressionmlp.runs import check_output_dir, write_json_atomic
+    check_output_dir(out, what="--out folder")
     model, _ = load_run(model_path)
     if not head_layers(model):
         raise DataError(model_path, "this model has no cross-attention heads "

@@ -39,8 +39,9 @@ import tensorflow as tf
 
 from depressionmlp import metrics as M
 from depressionmlp.errors import DataError
-from depressionmlp.runs import (deep_update, load_keras_file, new_run_dir, run_files,
-                                save_model_atomic, write_json_atomic, write_text_atomic)
+from depressionmlp.runs import (check_numbers, deep_update, load_keras_file, new_run_dir,
+                                run_files, save_model_atomic, write_json_atomic,
+                                write_text_atomic)
 from hmhn.models import DEFAULTS as MODEL_DEFAULTS
 from hmhn.models import build_from_config, count_params
 
@@ -112,6 +113,9 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
+    check_numbers(t, ("learning_rate", "weight_decay", "plateau_factor", "plateau_patience",
+                      "min_lr", "seed", "max_minutes", "patience"), source, "train.",
+                  positive=("learning_rate", "plateau_factor"))
     if not isinstance(t["steps_per_epoch"], int) or t["steps_per_epoch"] < 0:
         raise DataError(source, "train.steps_per_epoch must be an integer >= 0")
     n_recal = t["bn_recalibration_batches"]
@@ -146,6 +150,9 @@ def _check_keys(config, defaults, source, prefix=""):
         if k not in defaults:
             raise DataError(source, f"unknown config key '{prefix}{k}'; "
                                     f"known: {', '.join(sorted(defaults))}")
+        if isinstance(defaults[k], dict) and not isinstance(v, dict):
+            raise DataError(source, f"config key '{prefix}{k}' must be a table "
+                                    f"([{prefix}{k}]), got {v!r}")
         if isinstance(v, dict) and isinstance(defaults[k], dict):
             _check_keys(v, defaults[k], source, f"{prefix}{k}.")
 

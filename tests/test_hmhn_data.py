@@ -195,7 +195,7 @@ def test_resolve_corpus_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("DATA_ROOT", raising=False)
     with pytest.raises(DataError, match="avec2013.*not found.*DATA_ROOT"):
         resolve_corpus_dir("avec2013", tmp_path)
-    with pytest.raises(DataError, match="hmhn.data.synth"):
+    with pytest.raises(DataError, match="`hmhn synth --out "):
         resolve_corpus_dir("synthetic-faces", tmp_path)
     (tmp_path / "avec2013").mkdir()
     assert resolve_corpus_dir("avec2013", tmp_path) == tmp_path / "avec2013"

@@ -230,11 +230,14 @@ def test_inspect_openface(tmp_path):
     assert "note" not in info
 
 
-def test_inspect_daic_finds_aus_and_notes_short(tmp_path):
+def test_inspect_daic_finds_aus_and_refuses_short(tmp_path):
+    from depressionmlp.data.segments import ShortRecordingError
     feat = write_daic_recording(tmp_path, 300, 60)
-    info = inspect_recording(feat)
-    assert info["aus"] == 20 and info["frames"] == 60 and info["segments"] == 0
-    assert "only 12 usable frames at 6 fps, a segment needs 18" in info["note"]
+    with pytest.raises(ShortRecordingError, match="only 12 usable frames at 6 fps, a "
+                                                  "segment needs 18"):
+        inspect_recording(feat)
+    info = inspect_recording(write_daic_recording(tmp_path, 301, 120))
+    assert info["aus"] == 20 and info["frames"] == 120 and info["segments"] >= 1
 
 
 def test_fixture_matrix_has_schema_width():

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from depressionmlp.data.segments import ShortRecordingError, load_segmented
+from depressionmlp.progress import Progress
 from depressionmlp.data.types import RecordingSource, SegmentedRecording, SegmentSettings
 from depressionmlp.errors import DataError
 
@@ -400,6 +401,20 @@ def leakage_message(corpus: str, leaks: dict) -> str:
             f"{shown}{more}")
 
 
+def load_summary(corpus: str, data: dict, n_skipped: int = 0) -> str:
+    """One line: recordings per split, segments, frames dropped, cache hits."""
+    recs = [r for rs in data.values() for r in rs]
+    per_split = ", ".join(f"{k} {len(v)}" for k, v in data.items())
+    segs = sum(r.n_segments for r in recs)
+    frames = sum(r.frames_total for r in recs)
+    dropped = sum(r.frames_dropped for r in recs)
+    hits = sum(bool(r.meta.get("cached")) for r in recs)
+    text = (f"{corpus}: {len(recs)} recordings ({per_split}), {segs:,} segments, "
+            f"{dropped:,} of {frames:,} frames dropped (failed tracking), "
+            f"{hits} from the cache")
+    return text + (f", {n_skipped} left out (too short)" if n_skipped else "")
+
+
 def load_corpus(corpus: str, data_root=None, splits=SPLITS,
                 settings: SegmentSettings | None = None, cache_dir=None,
                 strict: bool = False, warn=_warn_stderr,
@@ -429,6 +444,7 @@ def load_corpus(corpus: str, data_root=None, splits=SPLITS,
         warn(msg)
     out = {split: [] for split in _check_splits(splits)}
     skipped = []
+    bar = Progress(len(sources), f"{corpus}: reading and segmenting recordings")
     for src in sources:
         try:
             out[src.split].append(load_segmented(src, settings, cache_dir))
@@ -436,6 +452,8 @@ def load_corpus(corpus: str, data_root=None, splits=SPLITS,
             if not skip_short:
                 raise
             skipped.append((src, e))
+        bar.update()
+    bar.done(load_summary(corpus, out, len(skipped)))
     if skipped:
         names = ", ".join(f"{s.split}/{s.recording_id}" for s, _ in skipped[:10])
         warn(f"{corpus}: left out {len(skipped)} recording(s) with fewer usable frames "

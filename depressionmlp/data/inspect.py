@@ -49,21 +49,18 @@ def inspect_recording(path, settings: SegmentSettings | None = None) -> dict:
         dict with file, frames (rows), frames_ok (tracked frames kept, full rate),
         frames_dropped, aus (AU columns found), au_names, fps_in (from the
         timestamps), segments, x_px_range and y_px_range ([min, max] of the 2-D
-        landmarks over kept frames, pixels); plus ``note`` when no segment fits
-        or the measured frame rate differs from ``settings.fps_in``.
+        landmarks over kept frames, pixels); plus ``note`` when the measured
+        frame rate differs from ``settings.fps_in``.
 
     Raises:
-        DataError: the file cannot be read (see the readers).
+        DataError: the file cannot be read (see the readers), or it is too short
+            or too gappy for one segment (a ShortRecordingError, as in training).
     """
     s = settings or settings_for_file(path)
     frames = read_recording(path)
     keep = kept_mask(frames, s.min_confidence)
     notes = []
-    try:
-        segments = segment_recording(frames, s)[3]["segments"]
-    except DataError as e:
-        segments = 0
-        notes.append(e.problem)
+    segments = segment_recording(frames, s)[3]["segments"]   # too short: DataError, as training
     fps = estimate_fps(frames.timestamp, frames.frame)
     if fps is not None and abs(fps - s.fps_in) > 0.05 * s.fps_in:
         notes.append(f"timestamps say {fps:g} fps, segmenting assumes {s.fps_in:g}")

@@ -40,6 +40,7 @@ DAIC_Y = [f"y{i}" for i in range(N_LANDMARKS)]
 DAIC_FEATURES_SUFFIX = "_CLNF_features.txt"
 DAIC_AUS_SUFFIX = "_CLNF_AUs.txt"
 _SUCCESS_NAMES = ("success", "detection_success")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 # ----------------------------------------------------------------------------- header
@@ -57,14 +58,36 @@ def read_header(path) -> list[str]:
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
         with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as f:
             first = f.readline()
     except OSError as e:
         raise DataError(path, f"cannot read: {e.strerror or e}") from None
+    check_text(path, head)
     names = [c.strip() for c in first.rstrip("\r\n").split(",")]
     if not any(names):
         raise DataError(path, "first line is blank; expected a header", row=1)
     return names
+
+
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+
+
+def check_text(path, head: bytes) -> None:
+    """DataError unless ``head`` (the file's first bytes) looks like text.
+
+    A NUL byte, or more than 1 in 10 bytes being control characters, means a
+    binary file (a video, an archive, a spreadsheet) given where a CSV belongs.
+    """
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(path, "is UTF-16 text; save the CSV as UTF-8 (OpenFace writes UTF-8)")
+    nul = head.find(b"\0")
+    n_ctrl = sum(head.count(bytes([c])) for c in _CONTROL)
+    if nul >= 0 or n_ctrl > len(head) / 10:
+        where = f" (NUL byte at offset {nul})" if nul >= 0 else ""
+        raise DataError(path, f"not a text file: binary content{where}; expected an "
+                              "OpenFace CSV / DAIC-WOZ text file")
 
 
 def au_columns(names) -> list[str]:
@@ -224,11 +247,17 @@ def _check_missing(path, cols: dict, wanted: list[str]) -> None:
             i = int(np.argmax(bad))
             first_col.setdefault(i, c)
             nan_rows |= bad
-    if not nan_rows.any():
-        return
-    i = int(np.argmax(nan_rows))
-    raise DataError(path, "empty or missing value", row=_line_of(path, i),
-                    column=first_col[i])
+    if nan_rows.any():
+        i = int(np.argmax(nan_rows))
+        raise DataError(path, "empty or missing value", row=_line_of(path, i),
+                        column=first_col[i])
+    for c in wanted:                 # inf, or beyond float32 (what training computes in)
+        v = cols[c]
+        bad = (np.abs(v) > _F32_MAX) & ~failed
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(path, f"value {v[i]:g} is not a finite float32 number",
+                            row=_line_of(path, i), column=c)
 
 
 def _frames_from(path, cols: dict, succ: str, x_names, y_names, au_names):

@@ -19,7 +19,7 @@ Layouts (split folders may also use AVEC's names ``Training`` / ``Development`` 
     <root>/<corpus>/labels/{train,dev,test}/<rec>_Depression.csv
 
     <root>/synthetic-faces/     the faces layout + labels + manifest.json
-                                (``python -m hmhn.data.synth --out <root>/synthetic-faces``)
+                                (``hmhn synth --out <root>/synthetic-faces``)
 
 A label file holds one number, the BDI-II score (0..63). A recording ``<rec>`` is
 matched to the label whose name (before ``_Depression.csv``) is the longest prefix of
@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from depressionmlp.errors import DataError
+from depressionmlp.progress import Progress
 from hmhn.data.video import sample_frame_indices
 
 CORPORA = ("synthetic-faces", "avec2013", "avec2014")
@@ -101,7 +102,7 @@ def resolve_corpus_dir(corpus, data_root=None) -> Path:
     path = root / corpus
     if path.is_dir():
         return path
-    hint = (f"generate it with `python -m hmhn.data.synth --out {path}`"
+    hint = (f"generate it with `hmhn synth --out {path}`"
             if corpus == "synthetic-faces" else
             "set DATA_ROOT (or --data-root) to the folder holding it; layouts in the README")
     raise DataError(path, f"corpus '{corpus}' not found (looked in {root.resolve()} "
@@ -329,7 +330,10 @@ def load_faces(corpus: str, data_root=None, split="train", frames_per_video=16, 
                                     f"faces/{split}/<rec>/ and video/{split}/ folders)")
     found.sort(key=lambda h: (h[0].task or "", SPLITS.index(h[0].split), h[0].name))
     cache = _default_cache(corpus_dir, cache_dir)
-    videos = []
+    videos, hits = [], 0
+    aligning = any(not rec.source.is_dir() for rec, _, _ in found)
+    bar = Progress(len(found), f"{corpus} {split}: " + ("aligning faces in videos"
+                                                        if aligning else "reading face images"))
     for rec, rec_id, label_file in found:
         label = read_label(label_file)
         if rec.source.is_dir():
@@ -340,10 +344,17 @@ def load_faces(corpus: str, data_root=None, split="train", frames_per_video=16, 
                 aligner = FaceAligner(size=size)
             elif aligner.size != size:
                 raise ValueError(f"aligner size {aligner.size} != size {size}")
-            from hmhn.data.align import align_video
+            from hmhn.data.align import align_video, cache_path
+            if cache and rec.source.is_file():
+                hits += cache_path(rec.source, frames_per_video, aligner, cache).exists()
             frames, skipped = align_video(rec.source, frames_per_video, aligner, cache)
         videos.append(FaceVideo(video_id=_video_id(rec_id, rec.task), subject_id=subject_of(rec_id),
                                 split=rec.split, label=label, frames=frames, n_skipped=skipped))
+        bar.update()
+    bar.done(f"{corpus} {split}: {len(videos)} videos, "
+             f"{sum(len(v.frames) for v in videos):,} face frames, "
+             f"{sum(v.n_skipped for v in videos):,} sampled frames dropped (no face)"
+             + (f", {hits} from the cache" if aligning else ""))
     _check_unique_ids(videos, corpus_dir)
     return videos
 
