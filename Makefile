@@ -4,6 +4,8 @@
 # Experiments (DATA_ROOT points at the corpora, see README "Data layouts"):
 #   make ablation-dg CORPUS=avec2013|avec2014   Table III   make ablation-mg   Table IV
 #   make test-avec2013 | test-avec2014 | test-daic          make sweep-m       Fig. 4
+#   PROTOCOL=paper|default (default: each config's own, else default)
+#   make learnability [SEEDS="0 1 2"]   does each model learn what is in the data?
 # GPU: when nvidia-smi answers, the venv gets tensorflow[and-cuda] and runs use XLA (--jit).
 
 SHELL := /bin/bash
@@ -13,13 +15,16 @@ PY := $(VENV)/bin/python
 DATA_ROOT ?= data
 OUT ?= outputs
 CORPUS ?= avec2013
+PROTOCOL ?=
+PROTOCOL_ARG := $(if $(PROTOCOL),--protocol $(PROTOCOL),)
+SEEDS ?= 0 1 2
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 TF_EXTRA := $(if $(HAS_GPU),gpu,cpu)
 JIT ?= $(if $(HAS_GPU),--jit,)
 PYTEST_ARGS ?=
 export DATA_ROOT
 
-.PHONY: all venv demo test test-slow synth bench count clean \
+.PHONY: all venv demo test test-slow synth bench count clean learnability \
         ablation-dg ablation-mg sweep-m test-avec2013 test-avec2014 test-daic
 
 all: demo
@@ -53,16 +58,23 @@ bench: venv
 # One run directory per config; then one table per target (markdown + JSON).
 define run_configs
 	@set -e; for cfg in $(2); do \
-	  $(PY) -m depressionmlp train --config $$cfg --corpus $(CORPUS) --out $(OUT)/$(1) $(JIT) --quiet; \
+	  $(PY) -m depressionmlp train --config $$cfg --corpus $(CORPUS) --out $(OUT)/$(1) $(JIT) \
+	    $(PROTOCOL_ARG) --quiet; \
 	done; \
 	$(PY) -m depressionmlp summarize --runs $(OUT)/$(1) --out $(OUT)/$(1)/summary
 endef
 
 ablation-dg: venv
-	$(call run_configs,ablation-dg-$(CORPUS),$(wildcard experiments/table3_*.toml))
+	$(call run_configs,ablation-dg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml $(wildcard experiments/table3_*.toml))
 
 ablation-mg: venv
-	$(call run_configs,ablation-mg-$(CORPUS),$(wildcard experiments/table4_*.toml))
+	$(call run_configs,ablation-mg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml $(wildcard experiments/table4_*.toml))
+
+# The learnability suite: generated corpora (score in one place each, or mixed) x
+# {noise floor, mean predictor, StatsRidge, DG+MG default, DG+MG paper, single stream} x seeds.
+learnability: venv
+	$(PY) -m depressionmlp learnability --out $(OUT)/learnability --data-root $(DATA_ROOT)/learnability \
+	  --seeds $(SEEDS)
 
 sweep-m: venv
 	$(call run_configs,sweep-m-$(CORPUS),$(wildcard experiments/fig4_m*.toml))

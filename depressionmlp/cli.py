@@ -62,7 +62,19 @@ def cmd_synth(args) -> int:
         argv.append("--small")
     if args.force:
         argv.append("--force")
+    if args.cue != "dynamic":
+        argv += ["--cue", args.cue]
     return synth.main(argv) or 0
+
+
+def cmd_learnability(args) -> int:
+    from depressionmlp import learnability
+    check_output_dir(args.out, what="--out folder")
+    argv = ["--out", args.out, "--data-root", args.data_root, "--cues", *args.cues,
+            "--seeds", *map(str, args.seeds)]
+    if args.rows:
+        argv += ["--rows", *args.rows]
+    return learnability.main(argv) or 0
 
 
 def _load_toml_config(path, args) -> dict:
@@ -225,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="random seed")
     s.add_argument("--small", action="store_true", help="a small corpus, for tests")
     s.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    s.add_argument("--cue", default="dynamic", choices=["dynamic", "motion", "au_variability",
+                                                         "static", "region", "blink", "mixed"],
+                   help="where the score enters the data (default: %(default)s)")
 
     s = add_command(sub, "train", "train one experiment config; one run directory per run",
                     cmd_train)
@@ -234,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", help="override data.corpus (avec2013, avec2014, daic, "
                                     "synthetic)")
     s.add_argument("--out", default="outputs/runs", help="folder for the run directory")
+    s.add_argument("--protocol", choices=["default", "paper"],
+                   help="training protocol (experiments/protocols/<name>.toml); default: "
+                        "the config's `protocol` key, else 'default'")
+    s.add_argument("--steps", type=int, help="override train.steps (the step budget)")
     s.add_argument("--epochs", type=int, help="override train.epochs")
     s.add_argument("--max-minutes", type=float, help="override train.max_minutes "
                                                      "(wall-clock budget)")
@@ -274,6 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", required=True, help="folder holding run directories")
     s.add_argument("--out", help="output stem: writes <out>.md and <out>.json "
                                  "(default: <runs>/summary)")
+
+    s = add_command(sub, "learnability", "the learnability suite: generated corpora x models "
+                                         "x seeds (make learnability)", cmd_learnability)
+    s.add_argument("--out", default="outputs/learnability", help="results folder")
+    s.add_argument("--data-root", default="data/learnability", help="generated corpora")
+    s.add_argument("--cues", nargs="+", default=["motion", "au_variability", "static",
+                                                 "region", "blink", "mixed"],
+                   help="corpora (cues) to run")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
+    s.add_argument("--rows", nargs="+", help="only these rows, e.g. StatsRidge")
 
     s = add_command(sub, "demo", "synthetic corpus -> train -> evaluate -> report", cmd_demo)
     s.add_argument("--data-root", default="data", help="folder for the synthetic corpus")

@@ -988,8 +988,10 @@ def main(argv=None) -> int:
                     help=f"{SMALL['n_subjects']} subjects of {SMALL['duration_s'][0]}-"
                          f"{SMALL['duration_s'][1]} s, for tests")
     ap.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    ap.add_argument("--cue", default="dynamic", choices=sorted(CUES),
+                    help="where the score enters the data (default: %(default)s)")
     args = ap.parse_args(argv)
-    kw = {"seed": args.seed, "force": args.force}
+    kw = {"seed": args.seed, "force": args.force, "cue": args.cue}
     if args.small:
         kw.update(n_subjects=SMALL["n_subjects"], duration_s=SMALL["duration_s"])
     if args.subjects is not None:

@@ -1,0 +1,198 @@
+"""The learnability instruments: cue-placed corpora, the StatsRidge reference, the
+default protocol's input conditioning, and the suite's table."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from depressionmlp import classical, learnability, synth
+from depressionmlp.data.schema import AU_INTENSITY
+from depressionmlp.errors import DataError
+from depressionmlp.layers import ColumnJitter, FaceFrame
+
+
+# ----------------------------------------------------------------------------- corpora
+
+def _per_recording(cue, n_subjects=40):
+    rows = []
+    au12 = synth._COL["AU01_r"] + AU_INTENSITY.index("AU12")
+    au45 = synth._COL["AU01_r"] + AU_INTENSITY.index("AU45")
+    for meta, v in synth.iter_recordings(n_subjects=n_subjects, seed=3, duration_s=(8, 10),
+                                         cue=cue):
+        ok = v[:, synth._COL["success"]] == 1
+        rows.append((meta["true_score"], v[ok, au12].mean(), v[ok, au45].std()))
+    return np.array(rows)
+
+
+def test_static_cue_lowers_resting_smile_and_dynamic_does_not():
+    static, dynamic = _per_recording("static"), _per_recording("dynamic")
+    r_static = np.corrcoef(static[:, 0], static[:, 1])[0, 1]
+    r_dynamic = np.corrcoef(dynamic[:, 0], dynamic[:, 1])[0, 1]
+    assert r_static < -0.5, r_static           # less smiling at rest when severe
+    assert abs(r_dynamic) < 0.35, r_dynamic    # the bundled corpus keeps levels label-free
+
+
+def test_blink_cue_drives_au45_and_static_cue_does_not():
+    blink, static = _per_recording("blink"), _per_recording("static")
+    assert np.corrcoef(blink[:, 0], blink[:, 2])[0, 1] < -0.3
+    assert abs(np.corrcoef(static[:, 0], static[:, 2])[0, 1]) < 0.35
+
+
+def test_cue_plan_moves_only_its_own_channel():
+    free = 10.0
+    for cue in ("motion", "au_variability", "region", "static", "blink"):
+        lo, hi = synth.cue_plan(cue, 0.0, free), synth.cue_plan(cue, 45.0, free)
+        moved = {k for k in lo if not np.allclose(lo[k], hi[k])}
+        want = {"motion": {"e_keypoints"}, "au_variability": {"e_aus"},
+                "region": {"e_keypoints"}, "static": {"au_shift"},
+                "blink": {"blink_rate_mult", "blink_dur_mult"}}[cue]
+        assert moved == want, (cue, moved)
+    region = synth.cue_plan("region", 45.0, free)
+    assert np.flatnonzero(region["e_keypoints"] != synth.expressivity(free)).tolist() == \
+        [synth.BROW_AXIS]
+    with pytest.raises(ValueError, match="cue must be one of"):
+        synth.cue_plan("smell", 1.0, 1.0)
+
+
+def test_manifest_names_the_cue(tmp_path):
+    m = synth.generate_corpus(tmp_path / "c", n_subjects=4, duration_s=(4, 5), cue="motion")
+    assert m["parameters"]["cue"] == "motion" and m["signal"]["cue"] == "motion"
+    assert "keypoint motion" in m["signal"]["where"]
+
+
+# ----------------------------------------------------------------------------- StatsRidge
+
+class _Table:
+    """The SegmentTable fields StatsRidge reads."""
+
+    def __init__(self, arrays, recording, labels, subjects):
+        self.arrays, self.recording = arrays, np.asarray(recording)
+        self.counts = np.bincount(self.recording)
+        self.n_recordings = len(self.counts)
+        self.recording_labels = np.asarray(labels, np.float32)
+        self.subject_ids = np.asarray(subjects)
+
+
+def _toy_table(rng, n_rec=30, per=5):
+    """AU column 10's level carries the label; keypoints are noise."""
+    labels = rng.uniform(0, 40, n_rec)
+    rec = np.repeat(np.arange(n_rec), per)
+    s = n_rec * per
+    au = rng.normal(0.5, 0.2, (s, 18, 68))
+    au[..., 10] += labels[rec][:, None] / 20
+    x = 0.5 + rng.normal(0, 0.05, (s, 18, 68))
+    y = 0.5 + rng.normal(0, 0.05, (s, 18, 68))
+    arrays = {"R_X": x.astype("float32"), "R_Y": y.astype("float32"),
+              "R_AU": au.astype("float32")}
+    return _Table(arrays, rec, labels, [f"s{i // 2}" for i in range(n_rec)])
+
+
+def test_stats_ridge_learns_a_linear_level_and_averages_exactly():
+    rng = np.random.default_rng(0)
+    table = _toy_table(rng)
+    model = classical.StatsRidge().fit(table)
+    seg = model.predict(table.arrays)[:, 0]
+    per_rec = np.array([seg[table.recording == r].mean() for r in range(table.n_recordings)])
+    x = classical.recording_features(table, model.streams)
+    direct = (x - model.mean_) / model.scale_ @ model.coef_ + model.intercept_
+    np.testing.assert_allclose(per_rec, direct, rtol=1e-9, atol=1e-9)   # affine: mean = rec
+    assert np.sqrt(np.mean((per_rec - table.recording_labels) ** 2)) < 4.0
+    top = model.feature_names[int(np.argmax(np.abs(model.coef_)))]
+    assert top.startswith("au10_")
+
+
+def test_stats_ridge_keypoints_ignore_face_position_and_scale():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(0.5, 0.1, (2, 4, 18, 68))
+    f1, _ = classical.segment_features({"R_X": x, "R_Y": y}, ("R_X", "R_Y"))
+    f2, _ = classical.segment_features({"R_X": 2.5 * x + 0.3, "R_Y": 2.5 * y - 0.1},
+                                       ("R_X", "R_Y"))
+    np.testing.assert_allclose(f1, f2, rtol=1e-6, atol=1e-9)
+
+
+def test_stats_ridge_json_round_trip_and_bad_files(tmp_path):
+    rng = np.random.default_rng(2)
+    table = _toy_table(rng, n_rec=12)
+    model = classical.StatsRidge().fit(table)
+    model.save(tmp_path / classical.MODEL_FILE)
+    again = classical.load(tmp_path / classical.MODEL_FILE)
+    np.testing.assert_allclose(again.predict(table.arrays), model.predict(table.arrays))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="invalid JSON"):
+        classical.load(bad)
+    bad.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(DataError, match="not a StatsRidge model file"):
+        classical.load(bad)
+    d = model.to_json()
+    d["coef"] = d["coef"][:-1]
+    bad.write_text(json.dumps(d))
+    with pytest.raises(DataError, match="corrupt"):
+        classical.load(bad)
+
+
+# ----------------------------------------------------------------------------- layers
+
+def test_face_frame_matches_numpy_and_removes_placement():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(0.5, 0.1, (2, 3, 6, 8)).astype("float32")
+    out_x, out_y = (np.asarray(t) for t in FaceFrame()([x, y]))
+    for i in range(3):
+        cx, cy = x[i].mean(), y[i].mean()
+        size = np.sqrt(x[i].mean(0).var() + y[i].mean(0).var())
+        np.testing.assert_allclose(out_x[i], (x[i] - cx) / size, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out_y[i], (y[i] - cy) / size, rtol=1e-4, atol=1e-5)
+    moved = [np.asarray(t) for t in FaceFrame()([3 * x + 0.2, 3 * y - 0.4])]
+    np.testing.assert_allclose(moved[0], out_x, rtol=1e-3, atol=1e-4)
+
+
+def test_column_jitter_is_one_offset_per_column_in_training_only():
+    x = np.zeros((64, 18, 68), "float32")
+    layer = ColumnJitter(0.7, seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    noisy = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(noisy, np.broadcast_to(noisy[:, :1], noisy.shape))
+    assert abs(noisy[:, 0].std() - 0.7) < 0.05
+    with pytest.raises(ValueError, match="stddev"):
+        ColumnJitter(-1.0)
+
+
+def test_default_model_saves_and_loads_safely(tmp_path):
+    from depressionmlp.models import adapt_inputs, build_model
+    rng = np.random.default_rng(4)
+    arrays = {s: rng.normal(0.5, 0.1, (40, 18, 68)).astype("float32")
+              for s in ("R_X", "R_Y", "R_AU")}
+    model = build_model("DG+MG+Linear", keypoint_frame="face", standardize=True,
+                        column_jitter=1.0, score_scale=9.0, score_offset=15.0)
+    adapt_inputs(model, arrays)
+    std = np.asarray(model.get_layer("standardize_R_AU")(arrays["R_AU"]))
+    np.testing.assert_allclose(std.reshape(-1, 68).mean(0), 0, atol=1e-3)
+    np.testing.assert_allclose(std.reshape(-1, 68).std(0), 1, atol=1e-2)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(arrays, verbose=0), model.predict(arrays, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    cfg = again.get_layer("jitter_R_X").get_config()
+    assert cfg["stddev"] == 1.0
+    assert again.get_layer("score").get_config()["score_offset"] == 15.0
+
+
+# ----------------------------------------------------------------------------- suite
+
+def test_suite_rows_and_table():
+    rows = {name for name, _, _ in learnability.model_rows("static")}
+    assert {"StatsRidge", "DG+MG default", "DG+MG paper", "DG+Linear au default"} == rows
+    assert "DG+Linear xy default" in {n for n, _, _ in learnability.model_rows("motion")}
+    results = {f"static/s{s}": {"cue": "static", "seed": s, "noise_floor": 3.0,
+                                "mean_predictor": 11.0,
+                                "rows": {"StatsRidge": {"test_rmse": 7.0 + s, "seconds": 1},
+                                         "DG+MG default": {"test_rmse": 6.0 + s,
+                                                           "seconds": 60}}}
+               for s in (0, 1)}
+    md = learnability.to_markdown(results)
+    line = next(l for l in md.splitlines() if l.startswith("| static"))
+    assert "| 2 | 3.00 | 11.00 |" in line
+    assert "7.50 ± 0.50 (1 s)" in line and "6.50 ± 0.50 (60 s)" in line
+    assert line.rstrip().endswith(f"| {6.5 / 7.5:.2f} | {6.5 / 11:.2f} |")
