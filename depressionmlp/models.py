@@ -17,6 +17,7 @@ Inputs are a dict ``{"R_X", "R_Y", "R_AU"}`` (only those in the input set) of
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
                                   GatedMLPBlock, MutualGuidance, ScoreHead)
@@ -237,6 +238,8 @@ def build_from_config(config: dict) -> keras.Model:
 def _layer_flops(layer) -> int:
     if hasattr(layer, "count_flops"):
         return int(layer.count_flops())
+    if isinstance(layer, keras.layers.Normalization):
+        return 0                       # input standardisation: element-wise, not counted
     if isinstance(layer, keras.layers.Dense):
         shape = layer.input.shape if hasattr(layer, "input") else None
         rows = 1
@@ -260,14 +263,16 @@ def count(model: keras.Model) -> dict:
     streams (``shared_stream_block``) counts k times.
 
     Returns:
-        ``{"params": int, "flops": int}``; params are all weights (trainable
-        plus non-trainable).
+        ``{"params": int, "flops": int}``; params are the trainable weights (the
+        default protocol's standardisation statistics are not parameters).
     """
     flops = 0
+    calls = {entry["name"]: max(1, len(entry.get("inbound_nodes") or [None]))
+             for entry in model.get_config()["layers"]}
     for layer in model.layers:
-        calls = max(1, len(getattr(layer, "_inbound_nodes", []) or [None]))
-        flops += calls * _layer_flops(layer)
-    return {"params": int(model.count_params()), "flops": int(flops)}
+        flops += calls.get(layer.name, 1) * _layer_flops(layer)
+    params = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return {"params": params, "flops": int(flops)}
 
 
 def count_all(segment_length: int = 18, n_points: int = 68, inputs="all",

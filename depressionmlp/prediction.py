@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depressionmlp import metrics as M
+from depressionmlp import metrics
 
 MIN_SEGMENTS = 5            # fewer: the score rests on a few seconds of video
 MAX_DROPPED = 0.3           # more failed-tracking frames than this: warn
@@ -32,7 +32,7 @@ SCALE_NAMES = {"bdi2": "BDI-II", "phq8": "PHQ-8"}
 
 def severity_band(score: float, scale: str) -> dict:
     """``{"name", "low", "high"}``: the band holding ``score``, limits inclusive."""
-    sc = M.SEVERITY_SCALES[scale]
+    sc = metrics.SEVERITY_SCALES[scale]
     bounds = list(sc["bounds"]) + [sc["max"] + 1]
     i = int(np.clip(np.searchsorted(bounds, score, side="right") - 1, 0, len(sc["names"]) - 1))
     return {"name": sc["names"][i], "low": bounds[i], "high": bounds[i + 1] - 1,
@@ -50,7 +50,7 @@ def score_interval(seg_scores, segment_length: int, stride: int, scale: str,
     n_eff = max(1.0, (len(s) - 1) * stride / segment_length + 1)
     sd = float(np.std(s, ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, max(n_eff - 1, 1))) * sd / math.sqrt(n_eff)
-    top = M.SEVERITY_SCALES[scale]["max"]
+    top = metrics.SEVERITY_SCALES[scale]["max"]
     mean = float(np.mean(s))
     return {"level": level, "low": max(0.0, mean - half), "high": min(float(top), mean + half),
             "effective_segments": round(n_eff, 1),
@@ -66,14 +66,14 @@ def run_identity(model_path, cfg: dict) -> dict:
            "run": run_dir.name, "error": {}}
     mfile = run_dir / "metrics.json"
     try:
-        metrics = json.loads(mfile.read_text())
+        run_metrics = json.loads(mfile.read_text())
     except (OSError, json.JSONDecodeError):
         out["error_note"] = f"no readable {mfile.name} in the run folder"
         return out
-    for split, r in (metrics.get("splits") or {}).items():
+    for split, r in (run_metrics.get("splits") or {}).items():
         if isinstance(r, dict):
             out["error"][split] = {k: r.get(k) for k in ("rmse", "mae", "n")}
-    out["best_epoch"] = metrics.get("best_epoch")
+    out["best_epoch"] = run_metrics.get("best_epoch")
     return out
 
 

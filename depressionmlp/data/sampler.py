@@ -3,7 +3,9 @@
 Fig. 5 stores segments as ``BDI_II_Score_XX/subject_ID_session/segments`` and each
 epoch draws 4 segments from every recording under every score. Every recording
 has one score, so that is 4 segments from every recording, drawn afresh each
-epoch, so that long recordings and frequent (low) scores do not dominate.
+epoch: long recordings do not dominate, and every recording (so every subject
+session) weighs the same. It does not balance the scores themselves: a score
+held by many recordings is drawn as often as it has recordings.
 
 The draw is stateless: epoch ``e`` under seed ``s`` always gives the same
 segments in the same order, and different epochs give different draws.
