@@ -1,5 +1,6 @@
 """The notebooks run top to bottom (nbclient) and write their figures."""
 
+import os
 from pathlib import Path
 
 import nbformat
@@ -10,6 +11,7 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def _run(name, params: dict, cwd) -> nbformat.NotebookNode:
+    os.environ["MPLBACKEND"] = "Agg"      # the kernel inherits it; notebooks draw inline in Jupyter
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source += "\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
@@ -21,7 +23,7 @@ def _run(name, params: dict, cwd) -> nbformat.NotebookNode:
 def test_fig6_fig7_heatmaps(tmp_path):
     pytest.importorskip("ipykernel")
     out = tmp_path / "figs"
-    nb = _run("fig6_fig7_heatmaps.ipynb", {"OUT_DIR": str(out), "EPOCHS": 1}, tmp_path)
+    nb = _run("fig6_fig7_heatmaps.ipynb", {"OUT_DIR": str(out), "STEPS": 6}, tmp_path)
     for png in ("fig6_au_gmlp_vs_dg.png", "fig7_mutual_guidance.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, png
