@@ -264,3 +264,48 @@ def test_bad_config_key_and_value(tmp_path):
         train.resolve_config({"train": {"batch_size": 0}}, "x.toml")
     with pytest.raises(DataError, match="data.corpus must be one of"):
         train.resolve_config({"data": {"corpus": "avec2015"}}, "x.toml")
+
+
+def test_stats_ridge_trains_evaluates_and_predicts_through_the_cli(corpus, tmp_path, capsys):
+    root, _ = corpus
+    out = tmp_path / "runs"
+    assert main(["train", "--config", "experiments/baseline_ridge.toml", "--corpus",
+                 "synthetic", "--data-root", str(root), "--out", str(out), "--quiet"]) == 0
+    (run_dir,) = list(out.iterdir())
+    assert (run_dir / "model.ridge.json").exists() and not (run_dir / "best.keras").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "StatsRidge" and metrics["alpha"] > 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["metrics"]["rmse"] == pytest.approx(metrics["splits"]["test"]["rmse"], rel=1e-6)
+    csv = sorted((root / "synthetic" / "openface" / "test").glob("*.csv"))[0]
+    assert main(["predict", "--model", str(run_dir), "--openface", str(csv), "--json"]) == 0
+    pred = json.loads(capsys.readouterr().out)
+    rows = (run_dir / "predictions_test.csv").read_text().splitlines()[1:]
+    want = {r.split(",")[0]: float(r.split(",")[3]) for r in rows}[csv.stem]
+    assert pred["score"] == pytest.approx(want, abs=1e-3)
+
+
+def test_protocol_layers_and_cli_override(tmp_path):
+    paper = train.resolve_config({"protocol": "paper"})
+    assert paper["protocol"] == "paper" and paper["train"]["learning_rate"] == 2e-4
+    assert paper["train"]["steps"] is None and paper["train"]["batch_size"] == 8
+    assert paper["model"]["standardize"] is False and paper["model"]["score_scale"] == 1.0
+    default = train.resolve_config({})
+    assert default["protocol"] == "default" and default["model"]["standardize"] is True
+    # the experiment config wins over its protocol, the command line over both
+    cfg = train.resolve_config({"protocol": "paper", "train": {"learning_rate": 1e-3}})
+    assert cfg["train"]["learning_rate"] == 1e-3
+    cfg = train.resolve_config({"protocol": "paper"}, protocol="default")
+    assert cfg["protocol"] == "default"
+    with pytest.raises(DataError, match="protocol must be one of"):
+        train.resolve_config({"protocol": "fast"})
+    for bad, msg in ((("train", "steps", 0), "train.steps"),
+                     (("train", "lr_schedule", "linear"), "lr_schedule"),
+                     (("model", "score_scale", "big"), "score_scale")):
+        section, key, value = bad
+        c = {section: {key: value}}
+        with pytest.raises(DataError, match=msg):
+            cfg = train.resolve_config(c)
+            train.resolve_score_affine(cfg["model"], np.array([1.0, 2.0]), "x.toml")
