@@ -148,41 +148,75 @@ def _frame_set(x, labels, per_video=2):
 
 
 def test_recalibrate_batchnorm_sets_equal_weight_statistics_without_dropout():
-    """Precise BN: moving stats = the mean of the batch statistics, dropout off meanwhile,
-    momenta / dropout rates / trainable weights unchanged afterwards."""
+    """Precise BN: moving stats = the mean of the batch statistics (dropout off), through a
+    copy built from the config; the model's config and trainable weights are unchanged."""
     keras.utils.set_random_seed(0)
-    inp = keras.Input((4, 4, 3))
-    h = keras.layers.BatchNormalization(momentum=0.9, name="bn_in")(inp)
-    h = keras.layers.Flatten()(h)
-    h = keras.layers.Dropout(0.5, name="drop")(h)
-    h = keras.layers.Dense(1, name="fc")(h)
-    out = keras.layers.BatchNormalization(momentum=0.99, name="bn_out")(h)
-    model = keras.Model(inp, out)
+    from hmhn.models import build_from_config
+    mcfg = {"row": "A", "input_size": SIZE, "width": 8, "dropout": 0.5, "bn_momentum": 0.9,
+            "target_mean": 20.0, "target_std": 8.0}
+    model = build_from_config(mcfg)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (24, 4, 4, 3)).astype(np.uint8)
+    x = rng.integers(0, 256, (24, SIZE, SIZE, 3)).astype(np.uint8)
     fs = _frame_set(x, rng.uniform(0, 40, 12))
     before = [w.numpy().copy() for w in model.trainable_weights]
-    assert T.recalibrate_batchnorm(model, fs, n_batches=3, batch_size=8, seed=5) == 24
+    config = json.dumps(model.get_config(), sort_keys=True)
+    assert T.recalibrate_batchnorm(model, mcfg, fs, n_batches=3, batch_size=8, seed=5) == 24
     order = np.random.default_rng(5).permutation(24)
-    batches = [x[order[i * 8:(i + 1) * 8]].astype(np.float64) for i in range(3)]
-    bn_in, bn_out = model.get_layer("bn_in"), model.get_layer("bn_out")
-    np.testing.assert_allclose(bn_in.moving_mean.numpy(),
-                               np.mean([b.mean((0, 1, 2)) for b in batches], 0), rtol=1e-5)
-    np.testing.assert_allclose(bn_in.moving_variance.numpy(),
-                               np.mean([b.var((0, 1, 2)) for b in batches], 0), rtol=1e-4)
-    # the output BN saw the Dense output of batch-normalised inputs, without dropout
-    w, bias = (v.numpy().astype(np.float64) for v in model.get_layer("fc").weights)
-    fc = [((b - b.mean((0, 1, 2))) / np.sqrt(b.var((0, 1, 2)) + bn_in.epsilon)
-           ).reshape(8, -1) @ w + bias for b in batches]      # gamma 1, beta 0 at init
-    np.testing.assert_allclose(bn_out.moving_mean.numpy(), np.mean([f.mean(0) for f in fc], 0),
+    gap = keras.Model(model.inputs[0], model.get_layer("gap").output)
+    feats = [np.asarray(gap(x[order[i * 8:(i + 1) * 8]].astype(np.float32), training=True),
+                        np.float64) for i in range(3)]
+    bn = model.get_layer("head").feature_bn                # the head's BN sees GAP features
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([f.mean(0) for f in feats], 0),
                                rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bn_out.moving_variance.numpy(),
-                               np.mean([f.var(0) for f in fc], 0), rtol=1e-3)
-    assert bn_in.momentum == 0.9 and bn_out.momentum == 0.99
-    assert model.get_layer("drop").rate == 0.5
+    np.testing.assert_allclose(bn.moving_variance.numpy(),
+                               np.mean([f.var(0) for f in feats], 0), rtol=1e-3, atol=1e-6)
+    assert json.dumps(model.get_config(), sort_keys=True) == config   # momenta, rates as built
     for a, b in zip(before, model.trainable_weights):
         np.testing.assert_array_equal(a, b.numpy())
-    assert T.recalibrate_batchnorm(model, fs, n_batches=0) == 0
+    assert T.recalibrate_batchnorm(model, mcfg, fs, n_batches=0) == 0
+
+
+def test_training_and_inference_predictions_agree_after_training(tmp_path):
+    """The head's BN sees no dropout and the output is not batch-normalised, so after
+    training the inference-mode predictions (moving statistics) match the training-mode
+    ones (batch statistics, dropout off): RMS difference within 0.15 label SD on training
+    batches of 16, and the same spread within 20 %."""
+    write_tiny_corpus(tmp_path, per_split=(16, 3, 3), frames=4)
+    cfg = {"name": "agree", "model": TINY_MODEL,
+           "data": {"corpus": "tiny-faces", "data_root": str(tmp_path), "frames_per_video": 4},
+           "train": {"epochs": 6, "batch_size": 16, "verbose": 0, "augment_flip": False}}
+    run_dir, _ = T.train(cfg, out_base=tmp_path / "runs")
+    model, rcfg = T.load_run(run_dir)
+    from hmhn.models import build_from_config
+    nodrop = build_from_config({**rcfg["model"], "dropout": 0.0})
+    nodrop.set_weights(model.get_weights())
+    fs = T.load_splits(rcfg, ["train"])["train"]
+    sd = float(np.std(fs.video_labels))
+    order = np.random.default_rng(0).permutation(len(fs))
+    diffs, spreads = [], []
+    for i in range(len(fs) // 16):
+        xb = fs.x[order[i * 16:(i + 1) * 16]].astype(np.float32)
+        p_train = np.asarray(nodrop(xb, training=True)).ravel()
+        p_inf = np.asarray(model(xb, training=False)).ravel()
+        diffs.append(p_train - p_inf)
+        spreads.append((p_train.std(), p_inf.std()))
+    rms = float(np.sqrt(np.mean(np.square(diffs))))
+    ratio = float(np.mean([a for a, _ in spreads]) / np.mean([b for _, b in spreads]))
+    assert rms < 0.15 * sd, (rms, sd)
+    assert 0.8 < ratio < 1.25, ratio
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    """Same config and seed -> the same metrics and weights (op determinism, stateless
+    augmentation), with flips and colour jitter on."""
+    write_tiny_corpus(tmp_path, per_split=(6, 3, 3), frames=3)
+    cfg = {"name": "det", "model": TINY_MODEL,
+           "data": {"corpus": "tiny-faces", "data_root": str(tmp_path), "frames_per_video": 3},
+           "train": {"epochs": 2, "batch_size": 4, "verbose": 0, "augment_color": True}}
+    results = [T.train(cfg, out_base=tmp_path / f"runs{i}")[1] for i in range(2)]
+    for split in ("dev", "test"):
+        assert results[0]["splits"][split]["rmse"] == results[1]["splits"][split]["rmse"]
+        assert results[0]["splits"][split]["mae"] == results[1]["splits"][split]["mae"]
 
 
 def test_steps_per_epoch_colour_jitter_and_recalibration_in_a_training_run(tmp_path):
