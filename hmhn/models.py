@@ -16,8 +16,8 @@ E     all (HMHN, default)         trunk(FT1(g) + FT2(GWA(g))) -> k heads -> part
                                   -> head
 ====  ==========================  ===============================================================
 
-Every row ends in the same :class:`hmhn.layers.RegressionHead` (``head``: standardised
-features -> dropout 0.2 -> Dense -> ``target_mean + target_std * z``), so the rows
+Every row ends in the same :class:`hmhn.layers.RegressionHead` (``head``: features
+standardised per sample -> dropout 0.2 -> Dense -> ``target_mean + target_std * z``), so the rows
 differ only by their named modules. With ``ft="stem"`` (the former reading) FT_i is a
 ResNet-18 stem each and DFF the four stages.
 
@@ -74,7 +74,7 @@ DEFAULTS = {
     "lgfe_width": 4, "width": 64, "softmax_axis": "tiles", "fit": "pad", "ft": "conv3x3",
     "fusion": "log_softmax_sum", "dropout": 0.2, "partition_variant": "eq11",
     "partition_weight": 1.0, "partition_epsilon": 1e-6, "partition_ddof": 1,
-    "head": "standardized", "head_init_scale": 0.1, "target_mean": 0.0, "target_std": 1.0,
+    "head": "standardized", "head_norm": "layer", "head_init_scale": 0.1, "target_mean": 0.0, "target_std": 1.0,
     "bn_momentum": BN_MOMENTUM, "normalize": "imagenet",
 }
 
@@ -85,7 +85,8 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
                fusion: str = "log_softmax_sum", dropout: float = 0.2,
                partition_variant: str = "eq11", partition_weight: float = 1.0,
                partition_epsilon: float = 1e-6, partition_ddof: int = 1,
-               head: str = "standardized", head_init_scale: float = 0.1,
+               head: str = "standardized", head_norm: str = "layer",
+               head_init_scale: float = 0.1,
                target_mean: float = 0.0, target_std: float = 1.0,
                bn_momentum: float = BN_MOMENTUM, normalize: str = "imagenet",
                name: str | None = None) -> keras.Model:
@@ -103,9 +104,9 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
             ``"conv1x1"``: :class:`FeatureTransform` on the images, DFF = the ResNet-18
             trunk; ``"stem"``: a ResNet-18 stem each, DFF = the four stages.
         fusion: AFB's fusion of the heads (:class:`AttentionFusion`).
-        dropout, head, head_init_scale, target_mean, target_std: the score head of
-            every row (:class:`RegressionHead`: ``head`` is its variant,
-            ``head_init_scale`` its ``init_scale``).
+        dropout, head, head_norm, head_init_scale, target_mean, target_std: the score
+            head of every row (:class:`RegressionHead`: ``head`` is its variant,
+            ``head_norm`` its ``feature_norm``, ``head_init_scale`` its ``init_scale``).
         partition_variant, partition_weight, partition_epsilon, partition_ddof:
             Eq. 11 (:class:`PartitionLoss`).
         bn_momentum: Keras momentum of every BatchNormalization (0.9 = PyTorch's 0.1);
@@ -174,7 +175,8 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
         fused = AttentionFusion(fusion, name="afb")(stacked)
     else:
         fused = keras.layers.GlobalAveragePooling2D(name="gap")(feats)
-    score = RegressionHead(head, dropout, bn_momentum=m, init_scale=head_init_scale,
+    score = RegressionHead(head, dropout, feature_norm=head_norm, bn_momentum=m,
+                           init_scale=head_init_scale,
                            target_mean=target_mean, target_std=target_std,
                            name="head")(fused)
     score = keras.layers.Identity(name="score")(score)

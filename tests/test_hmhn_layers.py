@@ -262,17 +262,25 @@ def test_attention_fusion_matches_numpy():
 
 
 def test_regression_head_standardizes_features_and_maps_back_to_bdi():
-    """Eq.-free head: BN (no affine) -> Dropout -> Dense -> mean + std * z."""
+    """Norm (no affine) -> Dropout -> Dense -> mean + std * z."""
     x = np.random.default_rng(3).normal(5.0, 30.0, size=(6, 16)).astype(np.float32)
     head = RegressionHead(dropout=0.5, target_mean=15.0, target_std=8.0)
-    y = np.asarray(head(x, training=False))               # fresh BN: (x - 0) / sqrt(1 + eps)
+    y = np.asarray(head(x, training=False))               # per-sample standardisation
     w, b = np.asarray(head.fc.kernel), np.asarray(head.fc.bias)
-    np.testing.assert_allclose(y, 15.0 + 8.0 * ((x / np.sqrt(1 + BN_EPSILON)) @ w + b),
-                               rtol=1e-4, atol=1e-4)
-    assert n_trainable(head) == 17 and head.feature_bn.center is False
-    # training mode: batch statistics, dropout after BN (BN never sees dropped features)
-    z = np.asarray(head.standardized(x, training=True))
-    assert z.shape == (6, 1) and np.isfinite(z).all()
+    xs = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + BN_EPSILON)
+    np.testing.assert_allclose(y, 15.0 + 8.0 * (xs @ w + b), rtol=1e-4, atol=1e-4)
+    assert n_trainable(head) == 17 and head.norm.center is False
+    assert isinstance(head.norm, keras.layers.LayerNormalization)
+    # training mode = inference mode but for dropout (no batch statistics anywhere)
+    h0 = RegressionHead(dropout=0.0)
+    np.testing.assert_allclose(np.asarray(h0(x, training=True)),
+                               np.asarray(h0(x, training=False)), rtol=1e-6, atol=1e-6)
+    hb = RegressionHead(feature_norm="batch", target_mean=15.0, target_std=8.0)
+    yb = np.asarray(hb(x, training=False))               # fresh BN: (x - 0) / sqrt(1 + eps)
+    np.testing.assert_allclose(yb, 15.0 + 8.0 * ((x / np.sqrt(1 + BN_EPSILON))
+                                                 @ np.asarray(hb.fc.kernel)), rtol=1e-4,
+                               atol=1e-4)
+    assert isinstance(hb.norm, keras.layers.BatchNormalization) and n_trainable(hb) == 17
     # starts at the mean with a small spread (init_scale 0.1 standard deviations)
     big = np.random.default_rng(4).normal(size=(256, 512)).astype(np.float32)
     h2 = RegressionHead(target_mean=20.0, target_std=10.0)
@@ -284,7 +292,7 @@ def test_regression_head_standardizes_features_and_maps_back_to_bdi():
     np.testing.assert_allclose(pd.std(), 10.0, rtol=1e-2)
     lin = RegressionHead("linear")
     lin(x)
-    assert n_trainable(lin) == 17 and lin.feature_bn is None and lin.output_bn is None
+    assert n_trainable(lin) == 17 and lin.norm is None and lin.output_bn is None
     with pytest.raises(ValueError):
         RegressionHead("nope")
     with pytest.raises(ValueError):
@@ -313,7 +321,7 @@ def test_feature_transform_keeps_shape_and_counts_87():
     DeepFeatureFusion(8, (1, 1, 1, 1)), SpatialAttention(64, "1x5,5x5,5x1"),
     ChannelAttention(64, 8), CrossAttentionHead(64, "standard"),
     AttentionFusion("mean"), PartitionLoss("dan", 0.5, 1e-4, 0),
-    RegressionHead("dan", 0.1, 0.8, 0.2, 14.5, 9.25), FeatureTransform(1, 0.5),
+    RegressionHead("dan", 0.1, "batch", 0.8, 0.2, 14.5, 9.25), RegressionHead(), FeatureTransform(1, 0.5),
     ResNetStem(8, bn_momentum=0.0)])
 def test_layer_configs_round_trip(layer):
     cfg = layer.get_config()

@@ -153,7 +153,7 @@ def test_recalibrate_batchnorm_sets_equal_weight_statistics_without_dropout():
     keras.utils.set_random_seed(0)
     from hmhn.models import build_from_config
     mcfg = {"row": "A", "input_size": SIZE, "width": 8, "dropout": 0.5, "bn_momentum": 0.9,
-            "target_mean": 20.0, "target_std": 8.0}
+            "head_norm": "batch", "target_mean": 20.0, "target_std": 8.0}
     model = build_from_config(mcfg)
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (24, SIZE, SIZE, 3)).astype(np.uint8)
@@ -165,7 +165,7 @@ def test_recalibrate_batchnorm_sets_equal_weight_statistics_without_dropout():
     gap = keras.Model(model.inputs[0], model.get_layer("gap").output)
     feats = [np.asarray(gap(x[order[i * 8:(i + 1) * 8]].astype(np.float32), training=True),
                         np.float64) for i in range(3)]
-    bn = model.get_layer("head").feature_bn                # the head's BN sees GAP features
+    bn = model.get_layer("head").norm                      # the head's BN sees GAP features
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([f.mean(0) for f in feats], 0),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(),
@@ -217,6 +217,29 @@ def test_training_is_deterministic_for_a_seed(tmp_path):
     for split in ("dev", "test"):
         assert results[0]["splits"][split]["rmse"] == results[1]["splits"][split]["rmse"]
         assert results[0]["splits"][split]["mae"] == results[1]["splits"][split]["mae"]
+
+
+def test_cli_training_is_deterministic_with_its_defaults(tmp_path):
+    """``python -m hmhn train`` twice, in fresh processes with the CLI's own TensorFlow
+    settings (oneDNN on): identical metrics."""
+    import subprocess
+    import sys
+    write_tiny_corpus(tmp_path, per_split=(6, 3, 3), frames=3)
+    cfg = tmp_path / "det.toml"
+    cfg.write_text('name = "det"\n[model]\nrow = "E"\ninput_size = 32\nwidth = 8\nheads = 2\n'
+                   'grid = "2x2"\n[data]\ncorpus = "tiny-faces"\nframes_per_video = 3\n'
+                   '[train]\nepochs = 2\nbatch_size = 4\naugment_color = true\n')
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    metrics = []
+    for i in range(2):
+        proc = subprocess.run([sys.executable, "-m", "hmhn", "train", "--config", str(cfg),
+                               "--data-root", str(tmp_path), "--out", str(tmp_path / f"o{i}"),
+                               "--quiet"], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        (run,) = (tmp_path / f"o{i}").glob("det-*")
+        m = json.loads((run / "metrics.json").read_text())
+        metrics.append({s: (r["rmse"], r["mae"]) for s, r in m["splits"].items()})
+    assert metrics[0] == metrics[1]
 
 
 def test_steps_per_epoch_colour_jitter_and_recalibration_in_a_training_run(tmp_path):

@@ -16,12 +16,18 @@ badly as a regressor here (issue 9, measured on the synthetic faces):
 
 :class:`RegressionHead` (``variant="standardized"``, the default **[choice]**)::
 
-    x (B, C) -> BN(C, no scale/offset) -> Dropout(p) -> Dense(1) = z (B, 1)
+    x (B, C) -> Norm(C, no scale/offset) -> Dropout(p) -> Dense(1) = z (B, 1)
              -> y = target_mean + target_std * z                      (B, 1), BDI-II
 
-* the features are standardised before any dropout, so BN's statistics are the same in
-  training and inference (dropout keeps the mean, and a linear layer after it keeps
-  the expected prediction);
+* the features are standardised before any dropout. ``feature_norm="layer"`` (default)
+  standardises each sample over its C features (LayerNormalization): no batch
+  statistics, so training and inference compute the same thing whatever the features'
+  scale does during training -- rows D/E's fused heads have a scale in the thousands
+  that keeps growing (Eq. 11 rewards variance across heads), and BatchNorm's moving
+  averages lagged behind it (inference predictions off by several points after an
+  epoch). ``feature_norm="batch"``: BatchNorm over the batch (moving statistics at
+  inference); ``"none"``: no normalisation. Dropout never feeds a normalisation's
+  statistics (it keeps the mean, and the linear layer after it the expected prediction);
 * the network learns standardised targets ``z = (y - mean) / std``; the inverse is a
   fixed part of the layer (constructor arguments, saved with the model), so the saved
   model still predicts BDI-II scores;
@@ -29,7 +35,7 @@ badly as a regressor here (issue 9, measured on the synthetic faces):
   starts at the training-label mean with a spread of about ``init_scale`` standard
   deviations (0.1 by default).
 
-The non-affine BN adds no trainable parameter (a Dense after it absorbs any scale and
+The non-affine normalisation adds no trainable parameter (a Dense after it absorbs any scale and
 offset), so the head counts ``C + 1`` parameters (513).
 
 ``variant="dan"``: Dropout -> Dense(1) -> BN(1) -> ``mean + std * z`` (DAN's head; with
@@ -46,6 +52,7 @@ from keras import ops
 from hmhn.layers.resnet import BN_EPSILON, BN_MOMENTUM
 
 HEAD_VARIANTS = ("standardized", "dan", "linear")
+FEATURE_NORMS = ("layer", "batch", "none")
 
 
 @keras.saving.register_keras_serializable(package="hmhn")
@@ -55,6 +62,8 @@ class RegressionHead(keras.layers.Layer):
     Args:
         variant: ``"standardized"`` (default), ``"dan"`` or ``"linear"``.
         dropout: dropout rate before the Dense (0.2, Sec. 4.2.1).
+        feature_norm: ``"standardized"`` only: ``"layer"`` (default), ``"batch"`` or
+            ``"none"`` (see the module docstring).
         bn_momentum: Keras momentum of the head's BN (0.9 = PyTorch's 0.1).
         init_scale: the initial prediction spread in standard deviations of the labels
             (``"standardized"`` and ``"linear"``: Dense kernel ``N(0, init_scale^2 / C)``;
@@ -66,22 +75,30 @@ class RegressionHead(keras.layers.Layer):
     """
 
     def __init__(self, variant: str = "standardized", dropout: float = 0.2,
-                 bn_momentum: float = BN_MOMENTUM, init_scale: float = 0.1,
-                 target_mean: float = 0.0, target_std: float = 1.0, **kwargs):
+                 feature_norm: str = "layer", bn_momentum: float = BN_MOMENTUM,
+                 init_scale: float = 0.1, target_mean: float = 0.0, target_std: float = 1.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if variant not in HEAD_VARIANTS:
             raise ValueError(f"head variant must be one of {HEAD_VARIANTS}, got {variant!r}")
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, "
+                             f"got {feature_norm!r}")
+        self.feature_norm = feature_norm
         if not float(target_std) > 0:
             raise ValueError(f"target_std must be > 0, got {target_std}")
         self.variant, self.dropout_rate = variant, float(dropout)
         self.bn_momentum, self.init_scale = float(bn_momentum), float(init_scale)
         self.target_mean, self.target_std = float(target_mean), float(target_std)
         self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
-        self.feature_bn = self.output_bn = None
-        if variant == "standardized":
-            self.feature_bn = keras.layers.BatchNormalization(
+        self.norm = self.output_bn = None
+        if variant == "standardized" and feature_norm == "batch":
+            self.norm = keras.layers.BatchNormalization(
                 momentum=self.bn_momentum, epsilon=BN_EPSILON, center=False, scale=False,
                 name="feature_bn")
+        elif variant == "standardized" and feature_norm == "layer":
+            self.norm = keras.layers.LayerNormalization(
+                epsilon=BN_EPSILON, center=False, scale=False, name="feature_ln")
         elif variant == "dan":
             self.output_bn = keras.layers.BatchNormalization(
                 momentum=self.bn_momentum, epsilon=BN_EPSILON, name="bn")
@@ -94,8 +111,8 @@ class RegressionHead(keras.layers.Layer):
         else:
             init = keras.initializers.RandomNormal(stddev=self.init_scale / c ** 0.5)
         self.fc = keras.layers.Dense(1, kernel_initializer=init, name="fc")
-        if self.feature_bn is not None:
-            self.feature_bn.build((None, c))
+        if self.norm is not None:
+            self.norm.build((None, c))
         self.fc.build((None, c))
         if self.output_bn is not None:
             self.output_bn.build((None, 1))
@@ -103,8 +120,8 @@ class RegressionHead(keras.layers.Layer):
 
     def standardized(self, x, training=None):
         """``z`` before the mapping back to BDI-II: ``(B, C) -> (B, 1)``."""
-        if self.feature_bn is not None:
-            x = self.feature_bn(x, training=training)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
         z = self.fc(self.dropout(x, training=training))
         if self.output_bn is not None:
             z = self.output_bn(z, training=training)
@@ -118,7 +135,7 @@ class RegressionHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "variant": self.variant, "dropout": self.dropout_rate,
-                "bn_momentum": self.bn_momentum, "init_scale": self.init_scale,
+                "feature_norm": self.feature_norm, "bn_momentum": self.bn_momentum, "init_scale": self.init_scale,
                 "target_mean": self.target_mean, "target_std": self.target_std}
 
 
