@@ -177,14 +177,16 @@ def test_recalibrate_batchnorm_sets_equal_weight_statistics_without_dropout():
 
 
 def test_training_and_inference_predictions_agree_after_training(tmp_path):
-    """The head's BN sees no dropout and the output is not batch-normalised, so after
-    training the inference-mode predictions (moving statistics) match the training-mode
-    ones (batch statistics, dropout off): RMS difference within 0.15 label SD on training
-    batches of 16, and the same spread within 20 %."""
+    """After training (row E, 80 steps), inference-mode predictions (BN moving statistics)
+    match training-mode ones (batch statistics; dropout off) on training batches of 16:
+    same location (mean difference < 0.15 label SD), same spread (ratio of SDs within
+    0.75..1.33) and correlation > 0.85. The former head (dropout -> Dense -> BN(1)) gave
+    inference spreads 2.4-3.4 against 8.2 in training mode (ratio ~3)."""
     write_tiny_corpus(tmp_path, per_split=(16, 3, 3), frames=4)
     cfg = {"name": "agree", "model": TINY_MODEL,
            "data": {"corpus": "tiny-faces", "data_root": str(tmp_path), "frames_per_video": 4},
-           "train": {"epochs": 6, "batch_size": 16, "verbose": 0, "augment_flip": False}}
+           "train": {"epochs": 8, "steps_per_epoch": 10, "batch_size": 16, "verbose": 0,
+                     "augment_flip": False}}
     run_dir, _ = T.train(cfg, out_base=tmp_path / "runs")
     model, rcfg = T.load_run(run_dir)
     from hmhn.models import build_from_config
@@ -193,17 +195,15 @@ def test_training_and_inference_predictions_agree_after_training(tmp_path):
     fs = T.load_splits(rcfg, ["train"])["train"]
     sd = float(np.std(fs.video_labels))
     order = np.random.default_rng(0).permutation(len(fs))
-    diffs, spreads = [], []
+    p_train, p_inf = [], []
     for i in range(len(fs) // 16):
         xb = fs.x[order[i * 16:(i + 1) * 16]].astype(np.float32)
-        p_train = np.asarray(nodrop(xb, training=True)).ravel()
-        p_inf = np.asarray(model(xb, training=False)).ravel()
-        diffs.append(p_train - p_inf)
-        spreads.append((p_train.std(), p_inf.std()))
-    rms = float(np.sqrt(np.mean(np.square(diffs))))
-    ratio = float(np.mean([a for a, _ in spreads]) / np.mean([b for _, b in spreads]))
-    assert rms < 0.15 * sd, (rms, sd)
-    assert 0.8 < ratio < 1.25, ratio
+        p_train.append(np.asarray(nodrop(xb, training=True)).ravel())
+        p_inf.append(np.asarray(model(xb, training=False)).ravel())
+    p_train, p_inf = np.concatenate(p_train), np.concatenate(p_inf)
+    assert abs(float(np.mean(p_train - p_inf))) < 0.15 * sd
+    assert 0.75 < float(np.std(p_train) / np.std(p_inf)) < 1.33
+    assert float(np.corrcoef(p_train, p_inf)[0, 1]) > 0.85
 
 
 def test_training_is_deterministic_for_a_seed(tmp_path):
