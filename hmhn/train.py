@@ -108,7 +108,10 @@ def quick_requested(flag: bool = False) -> bool:
 
 def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
     """Merge ``config`` over the defaults (then its ``quick`` table if asked) and check it."""
-    _check_keys(config, DEFAULT_CONFIG, source)
+    _check_keys({k: v for k, v in config.items() if k != "quick"}, DEFAULT_CONFIG, source)
+    if isinstance(config.get("quick"), dict):       # any model / data / train key may go there
+        _check_keys(config["quick"], {k: DEFAULT_CONFIG[k] for k in ("model", "data", "train")},
+                    source, "quick.")
     cfg = deep_update(copy.deepcopy(DEFAULT_CONFIG), config)
     if quick:
         q = cfg.pop("quick")

@@ -110,6 +110,18 @@ def test_cli_train_quick_and_errors(tmp_path, capsys):
                  "--quick"]) == 2
 
 
+def test_command_line_epochs_win_over_the_quick_table():
+    from hmhn.cli import _load_config, build_parser
+    cfg_path = os.path.join(os.path.dirname(__file__), "..", "experiments", "hmhn_default.toml")
+    args = build_parser().parse_args(["train", "--config", cfg_path, "--quick", "--epochs", "7",
+                                      "--max-minutes", "9"])
+    cfg = T.resolve_config(_load_config(args), quick=True)
+    assert cfg["train"]["epochs"] == 7 and cfg["train"]["max_minutes"] == 9
+    assert cfg["model"]["input_size"] == 64                  # the rest of [quick] still applies
+    args = build_parser().parse_args(["train", "--config", cfg_path, "--quick"])
+    assert T.resolve_config(_load_config(args), quick=True)["train"]["epochs"] == 3
+
+
 def test_resolve_config_defaults_and_protocols():
     cfg = T.resolve_config({})
     assert cfg["model"]["row"] == "E" and cfg["model"]["heads"] == 4
@@ -264,6 +276,24 @@ def test_demo_config_synth_arguments_are_generator_arguments():
                                    "hmhn_demo.toml"))
     assert set(raw["synth"]) <= set(inspect.signature(generate_faces).parameters)
     assert raw["model"]["row"] == "E" and "width" not in raw["model"]
+    # the default protocol, differing only in size and budget: default cue sizes, and no
+    # colour jitter / precise BN / other training or model settings
+    assert not {"droop_max", "open_drop", "brow_max_deg"} & set(raw["synth"])
+    budget = {"epochs", "steps_per_epoch", "batch_size", "max_minutes", "verbose", "seed",
+              "learning_rate"}
+    assert set(raw["train"]) <= budget and raw["train"]["learning_rate"] == 1e-3
+    assert set(raw["model"]) <= {"row", "input_size"}
+    demo = T.resolve_config({k: v for k, v in raw.items() if k != "synth"})
+    default = T.resolve_config(load_config(os.path.join(
+        os.path.dirname(__file__), "..", "experiments", "hmhn_default.toml")), quick=True)
+    for key in set(T.DEFAULT_CONFIG["train"]) - budget:
+        assert demo["train"][key] == default["train"][key], key
+    from hmhn.layers import parse_grid, parse_kernels
+    norm = {"grid": parse_grid, "kernels": parse_kernels}
+    for key in set(T.DEFAULT_CONFIG["model"]) - {"input_size"}:
+        f = norm.get(key, lambda v: v)
+        assert f(demo["model"][key]) == f(default["model"][key]), key
+    assert demo["model"]["input_size"] == default["model"]["input_size"] == 64
 
 
 #: make demo-hmhn must beat the mean predictor by this factor (video-level RMSE).
@@ -273,7 +303,8 @@ DEMO_MARGIN = 0.85
 @pytest.mark.slow
 def test_demo_learns_beyond_the_mean_predictor(tmp_path):
     """make demo-hmhn's own command (``python -m hmhn demo``, experiments/hmhn_demo.toml):
-    synthetic faces, HMHN row E at 64 px. Video-level RMSE on dev and test below 0.85 x
+    synthetic faces at the generator's default cue sizes, HMHN row E at 64 px under the
+    default protocol (no colour jitter, no precise BN). Video-level RMSE on dev and test below 0.85 x
     the mean predictor's, and not below the corpus's noise floor (which the report prints
     beside it). Run as a subprocess so it gets the CLI's TensorFlow settings (oneDNN on:
     ~2x faster here); the config's wall-clock safety net is lifted (--max-minutes 0)
@@ -290,7 +321,7 @@ def test_demo_learns_beyond_the_mean_predictor(tmp_path):
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "metrics.json").read_text())
-    assert result["params"] == 19_730_296 and result["epochs_run"] == 8
+    assert result["params"] == 19_720_932
     for split in ("dev", "test"):
         r = result["splits"][split]
         assert r["rmse"] < DEMO_MARGIN * r["mean_predictor"]["rmse"], (split, r)
@@ -298,6 +329,40 @@ def test_demo_learns_beyond_the_mean_predictor(tmp_path):
         assert r["rmse"] > 0.8 * floor, (split, r, floor)     # nothing beats the label noise
     report = (out / "report.md").read_text()
     assert "noise floor" in report and "mean-predictor" in report
+
+
+#: issue 9: the default protocol (--quick) must reach this fraction of the mean predictor.
+DEFAULT_PROTOCOL_MARGIN = 0.7
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="issue 9 not met yet: on seed 11 the default "
+                   "protocol's --quick run ends near the mean predictor (README, 'HMHN: what "
+                   "is left')")
+def test_default_protocol_learns_on_another_seed(tmp_path):
+    """``python -m hmhn synth --seed 12`` (default cue sizes), then ``python -m hmhn train
+    --config experiments/hmhn_default.toml --quick``: video-level RMSE on dev and test at
+    most 0.7 x the mean predictor's, and above 0.8 x the noise floor."""
+    import subprocess
+    import sys
+    data = tmp_path / "data"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "hmhn", *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    proc = run("synth", "--n-subjects", "300", "--frames-per-video", "4", "--size", "64",
+               "--seed", "12", "--data-root", str(data))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run("train", "--config", os.path.join(os.path.dirname(__file__), "..",
+                                                 "experiments", "hmhn_default.toml"),
+               "--quick", "--corpus", "synthetic-faces", "--data-root", str(data),
+               "--out", str(tmp_path / "out"), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (tmp_path / "out").glob("hmhn_default-*")
+    result = json.loads((run_dir / "metrics.json").read_text())
+    floor = json.loads((data / "synthetic-faces" / "manifest.json").read_text())["noise_floor"]
+    for split in ("dev", "test"):
+        r = result["splits"][split]
+        assert r["rmse"] <= DEFAULT_PROTOCOL_MARGIN * r["mean_predictor"]["rmse"], (split, r)
+        assert r["rmse"] > 0.8 * floor[split]["rmse"], (split, r, floor)
 
 
 def test_color_jitter_keeps_shapes_range_and_spatial_pattern():
