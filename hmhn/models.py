@@ -33,7 +33,7 @@ are buffers there): :func:`count_params`. The default counts 19,720,932 (19.72 M
 5): ResNet-18 features 11,176,512 + 4 heads x 2,135,904 + the head's Dense 513, plus
 FT1 and FT2 (87 each) and the LGFE (117 at k=4). DAN's own structure (row D with
 ``head="dan"``, whose output BN has 2 parameters) counts 19,720,643; ``ft="stem"``
-gives 19,730,296 (19.73 M).
+gives 19,730,294 (19.73 M).
 """
 
 from __future__ import annotations
