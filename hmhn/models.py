@@ -74,7 +74,8 @@ DEFAULTS = {
     "lgfe_width": 4, "width": 64, "softmax_axis": "tiles", "fit": "pad", "ft": "conv3x3",
     "fusion": "log_softmax_sum", "dropout": 0.2, "partition_variant": "eq11",
     "partition_weight": 1.0, "partition_epsilon": 1e-6, "partition_ddof": 1,
-    "head": "standardized", "head_norm": "layer", "head_init_scale": 0.1, "target_mean": 0.0, "target_std": 1.0,
+    "head": "standardized", "head_norm": "layer", "head_init_scale": 0.1,
+    "target_mean": 0.0, "target_std": 1.0,
     "bn_momentum": BN_MOMENTUM, "normalize": "imagenet",
 }
 

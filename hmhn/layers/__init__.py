@@ -16,17 +16,18 @@ from hmhn.layers.attention import (DEFAULT_KERNELS, KERNEL_SETS, PAPER_PARAMS_M,
                                    ChannelAttention, CrossAttentionHead, SpatialAttention,
                                    kernels_name, parse_kernels)
 from hmhn.layers.fusion import AttentionFusion, PartitionLoss, fuse_heads, partition_loss
-from hmhn.layers.head import HEAD_VARIANTS, RegressionHead, StandardizedMSE
 from hmhn.layers.grid import (GridWiseAttention, LocalGridFeatureExtractor, grid_name,
                               grid_tiles, parse_grid, ungrid_tiles)
+from hmhn.layers.head import HEAD_VARIANTS, RegressionHead, StandardizedMSE
 from hmhn.layers.resnet import (BN_EPSILON, BN_MOMENTUM, FT_VARIANTS, BasicBlock,
                                 DeepFeatureFusion, FeatureTransform, ResNetStem)
 
 __all__ = [
     "AttentionFusion", "BN_EPSILON", "BN_MOMENTUM", "BasicBlock", "ChannelAttention",
     "CrossAttentionHead", "DEFAULT_KERNELS", "DeepFeatureFusion", "FT_VARIANTS",
-    "FeatureTransform", "HEAD_VARIANTS", "RegressionHead", "StandardizedMSE", "GridWiseAttention",
-    "KERNEL_SETS", "LocalGridFeatureExtractor", "PAPER_PARAMS_M", "PartitionLoss",
-    "ResNetStem", "SpatialAttention", "fuse_heads", "grid_name", "grid_tiles",
-    "kernels_name", "parse_grid", "parse_kernels", "partition_loss", "ungrid_tiles",
+    "FeatureTransform", "GridWiseAttention", "HEAD_VARIANTS", "KERNEL_SETS",
+    "LocalGridFeatureExtractor", "PAPER_PARAMS_M", "PartitionLoss", "RegressionHead",
+    "ResNetStem", "SpatialAttention", "StandardizedMSE", "fuse_heads", "grid_name",
+    "grid_tiles", "kernels_name", "parse_grid", "parse_kernels", "partition_loss",
+    "ungrid_tiles",
 ]

@@ -135,7 +135,8 @@ class RegressionHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "variant": self.variant, "dropout": self.dropout_rate,
-                "feature_norm": self.feature_norm, "bn_momentum": self.bn_momentum, "init_scale": self.init_scale,
+                "feature_norm": self.feature_norm, "bn_momentum": self.bn_momentum,
+                "init_scale": self.init_scale,
                 "target_mean": self.target_mean, "target_std": self.target_std}
 
 
