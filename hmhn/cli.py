@@ -68,10 +68,13 @@ def _load_config(args) -> dict:
     if getattr(args, "corpus", None):
         data["corpus"] = args.corpus
     train = config_table(cfg, "train", args.config)
+    # command-line values win over the config's [quick] table too (--quick --epochs 10)
+    quick = config_table(cfg, "quick", args.config)
+    quick_train = config_table(quick, "train", args.config)
     if args.epochs is not None:
-        train["epochs"] = args.epochs
+        train["epochs"] = quick_train["epochs"] = args.epochs
     if args.max_minutes is not None:
-        train["max_minutes"] = args.max_minutes
+        train["max_minutes"] = quick_train["max_minutes"] = args.max_minutes
     if args.jit is not None:
         train["jit_compile"] = args.jit
     if args.quiet:

@@ -2,17 +2,24 @@
 
 ``build_hmhn(row="E", heads=4, grid=(3, 3), kernels="3x3,1x3,3x1", input_size=224)``
 returns a ``keras.Model`` from an image ``(B, S, S, 3)`` of pixel values in [0, 255]
-to the BDI-II score ``(B, 1)``. Rows (Tables 3-4):
+to the BDI-II score ``(B, 1)``. Rows (Tables 3-4), with ``trunk = stem -> stages``
+(ResNet-18 without pooling / FC) and ``FT_i`` as in ``ft`` (default: 3x3 conv + BN):
 
-====  ==========================  =======================================================
+====  ==========================  ===============================================================
 row   paper                       graph
-====  ==========================  =======================================================
-A     ResNet-18 (backbone)        stem -> stages -> GAP -> Dropout -> Dense(1)
-B     ResNet-18 + GWA             GWA(g) -> stem -> stages -> GAP -> Dropout -> Dense(1)
-C     ResNet-18 + GWA + DFF       DFF(FT1(g) + FT2(GWA(g))) -> GAP -> Dropout -> Dense(1)
-D     ResNet-18 + MAB + AFB       stem -> stages -> k heads -> partition loss -> AFB (DAN)
-E     all (HMHN, default)         DFF(FT1(g) + FT2(GWA(g))) -> k heads -> partition -> AFB
-====  ==========================  =======================================================
+====  ==========================  ===============================================================
+A     ResNet-18 (backbone)        trunk(g) -> GAP -> head
+B     ResNet-18 + GWA             trunk(GWA(g)) -> GAP -> head
+C     ResNet-18 + GWA + DFF       trunk(FT1(g) + FT2(GWA(g))) -> GAP -> head              (Eq. 7)
+D     ResNet-18 + MAB + AFB       trunk(g) -> k heads -> partition loss -> fusion -> head (DAN)
+E     all (HMHN, default)         trunk(FT1(g) + FT2(GWA(g))) -> k heads -> partition -> fusion
+                                  -> head
+====  ==========================  ===============================================================
+
+Every row ends in the same :class:`hmhn.layers.RegressionHead` (``head``: features
+standardised per sample -> dropout 0.2 -> Dense -> ``target_mean + target_std * z``), so the rows
+differ only by their named modules. With ``ft="stem"`` (the former reading) FT_i is a
+ResNet-18 stem each and DFF the four stages.
 
 The head features for the partition loss are exposed in the graph: the layer named
 ``partition_loss`` (:class:`hmhn.layers.PartitionLoss`) receives the stacked heads
@@ -22,9 +29,11 @@ The head features for the partition loss are exposed in the graph: the layer nam
 vectors and their spatial maps (Fig. 1).
 
 Parameters are counted PyTorch-style (trainable weights only: BN moving statistics
-are buffers there): :func:`count_params`. The default counts 19,730,296: DAN's
-19,720,643 (ResNet-18 features 11,176,512 + 4 heads x 2,135,904 + Dense 513 + output
-BN 2) plus a second stem (FT2, 9,536) and the LGFE (117 at k=4).
+are buffers there): :func:`count_params`. The default counts 19,720,932 (19.72 M, Table
+5): ResNet-18 features 11,176,512 + 4 heads x 2,135,904 + the head's Dense 513, plus
+FT1 and FT2 (87 each) and the LGFE (117 at k=4). DAN's own structure (row D with
+``head="dan"``, whose output BN has 2 parameters) counts 19,720,643; ``ft="stem"``
+gives 19,730,294 (19.73 M).
 """
 
 from __future__ import annotations
@@ -32,9 +41,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from hmhn.layers import (DEFAULT_KERNELS, KERNEL_SETS, PAPER_PARAMS_M, AttentionFusion,
-                         CrossAttentionHead, DeepFeatureFusion, GridWiseAttention,
-                         PartitionLoss, ResNetStem, grid_name, kernels_name, parse_grid,
+from hmhn.layers import (BN_MOMENTUM, DEFAULT_KERNELS, FT_VARIANTS, HEAD_VARIANTS,
+                         KERNEL_SETS, PAPER_PARAMS_M, AttentionFusion, CrossAttentionHead,
+                         DeepFeatureFusion, FeatureTransform, GridWiseAttention, PartitionLoss,
+                         RegressionHead, ResNetStem, grid_name, kernels_name, parse_grid,
                          parse_kernels)
 
 ROWS = {
@@ -61,20 +71,25 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 DEFAULTS = {
     "row": "E", "heads": 4, "grid": (3, 3), "kernels": DEFAULT_KERNELS, "input_size": 224,
-    "lgfe_width": 4, "width": 64, "softmax_axis": "tiles", "fit": "pad",
+    "lgfe_width": 4, "width": 64, "softmax_axis": "tiles", "fit": "pad", "ft": "conv3x3",
     "fusion": "log_softmax_sum", "dropout": 0.2, "partition_variant": "eq11",
     "partition_weight": 1.0, "partition_epsilon": 1e-6, "partition_ddof": 1,
-    "output_batchnorm": True, "normalize": "imagenet",
+    "head": "standardized", "head_norm": "layer", "head_init_scale": 0.1,
+    "target_mean": 0.0, "target_std": 1.0,
+    "bn_momentum": BN_MOMENTUM, "normalize": "imagenet",
 }
 
 
 def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERNELS,
                input_size: int = 224, *, lgfe_width: int = 4, width: int = 64,
-               softmax_axis: str = "tiles", fit: str = "pad",
+               softmax_axis: str = "tiles", fit: str = "pad", ft: str = "conv3x3",
                fusion: str = "log_softmax_sum", dropout: float = 0.2,
                partition_variant: str = "eq11", partition_weight: float = 1.0,
                partition_epsilon: float = 1e-6, partition_ddof: int = 1,
-               output_batchnorm: bool = True, normalize: str = "imagenet",
+               head: str = "standardized", head_norm: str = "layer",
+               head_init_scale: float = 0.1,
+               target_mean: float = 0.0, target_std: float = 1.0,
+               bn_momentum: float = BN_MOMENTUM, normalize: str = "imagenet",
                name: str | None = None) -> keras.Model:
     """Build one HMHN configuration; see the module docstring for the rows.
 
@@ -86,9 +101,18 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
         input_size: square input side (224 in the paper; 64/96 for CPU tests).
         lgfe_width, softmax_axis, fit: GWA choices (:class:`GridWiseAttention`).
         width: ResNet first-stage channels (64 = ResNet-18; smaller only for tests).
-        fusion, dropout, output_batchnorm: AFB (:class:`AttentionFusion`).
+        ft: **[choice]** Eq. 7's FT_i (rows C/E): ``"conv3x3"`` (default) /
+            ``"conv1x1"``: :class:`FeatureTransform` on the images, DFF = the ResNet-18
+            trunk; ``"stem"``: a ResNet-18 stem each, DFF = the four stages.
+        fusion: AFB's fusion of the heads (:class:`AttentionFusion`).
+        dropout, head, head_norm, head_init_scale, target_mean, target_std: the score
+            head of every row (:class:`RegressionHead`: ``head`` is its variant,
+            ``head_norm`` its ``feature_norm``, ``head_init_scale`` its ``init_scale``).
         partition_variant, partition_weight, partition_epsilon, partition_ddof:
             Eq. 11 (:class:`PartitionLoss`).
+        bn_momentum: Keras momentum of every BatchNormalization (0.9 = PyTorch's 0.1);
+            0 makes the moving statistics those of the last batch seen in training mode
+            (used by precise-BN recalibration, :func:`hmhn.train.recalibrate_batchnorm`).
         normalize: **[choice]** ``"imagenet"`` (default): pixels / 255, then ImageNet
             mean/std per channel (as DAN's transforms); ``"unit"``: pixels / 255 only.
     """
@@ -107,6 +131,11 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
                          f"got {input_size}")
     if normalize not in ("imagenet", "unit"):
         raise ValueError(f"normalize must be 'imagenet' or 'unit', got {normalize!r}")
+    if ft not in FT_VARIANTS:
+        raise ValueError(f"ft must be one of {FT_VARIANTS}, got {ft!r}")
+    if head not in HEAD_VARIANTS:
+        raise ValueError(f"head must be one of {HEAD_VARIANTS}, got {head!r}")
+    m = float(bn_momentum)
 
     image = keras.Input((input_size, input_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(image)
@@ -117,29 +146,40 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
     g = x
     if parts["gwa"]:
         g_tilde = GridWiseAttention(grid, lgfe_width=lgfe_width, softmax_axis=softmax_axis,
-                                    fit=fit, name="gwa")(g)
-    if parts["dff"]:
-        ft = keras.layers.Add(name="ft_sum")([ResNetStem(width, name="ft1")(g),
-                                              ResNetStem(width, name="ft2")(g_tilde)])
-        feats = DeepFeatureFusion(width, name="dff")(ft)                   # Eq. 7
+                                    fit=fit, bn_momentum=m, name="gwa")(g)
+    if parts["dff"] and ft == "stem":
+        ft_sum = keras.layers.Add(name="ft_sum")([
+            ResNetStem(width, bn_momentum=m, name="ft1")(g),
+            ResNetStem(width, bn_momentum=m, name="ft2")(g_tilde)])
+        feats = DeepFeatureFusion(width, bn_momentum=m, name="dff")(ft_sum)       # Eq. 7
+    elif parts["dff"]:
+        k = 3 if ft == "conv3x3" else 1
+        ft_sum = keras.layers.Add(name="ft_sum")([
+            FeatureTransform(k, bn_momentum=m, name="ft1")(g),
+            FeatureTransform(k, bn_momentum=m, name="ft2")(g_tilde)])
+        stem = ResNetStem(width, bn_momentum=m, name="dff_stem")(ft_sum)
+        feats = DeepFeatureFusion(width, bn_momentum=m, name="dff")(stem)          # Eq. 7
     else:
         stem_in = g_tilde if parts["gwa"] else g
-        feats = DeepFeatureFusion(width, name="stages")(ResNetStem(width, name="stem")(stem_in))
+        stem = ResNetStem(width, bn_momentum=m, name="stem")(stem_in)
+        feats = DeepFeatureFusion(width, bn_momentum=m, name="stages")(stem)
     channels = 8 * width
 
     if parts["mab"]:
-        outs = [CrossAttentionHead(channels, kernels, name=f"head{i + 1}")(feats)
+        outs = [CrossAttentionHead(channels, kernels, bn_momentum=m, name=f"head{i + 1}")(feats)
                 for i in range(heads)]
         stacked = (keras.layers.Concatenate(name="heads_concat")(outs) if heads > 1
                    else outs[0])
         stacked = keras.layers.Reshape((heads, channels), name="heads")(stacked)
         stacked = PartitionLoss(partition_variant, partition_weight, partition_epsilon,
                                 partition_ddof, name="partition_loss")(stacked)
-        score = AttentionFusion(fusion, dropout, output_batchnorm, name="afb")(stacked)
+        fused = AttentionFusion(fusion, name="afb")(stacked)
     else:
-        pooled = keras.layers.GlobalAveragePooling2D(name="gap")(feats)
-        pooled = keras.layers.Dropout(dropout, name="dropout")(pooled)
-        score = keras.layers.Dense(1, name="fc")(pooled)
+        fused = keras.layers.GlobalAveragePooling2D(name="gap")(feats)
+    score = RegressionHead(head, dropout, feature_norm=head_norm, bn_momentum=m,
+                           init_scale=head_init_scale,
+                           target_mean=target_mean, target_std=target_std,
+                           name="head")(fused)
     score = keras.layers.Identity(name="score")(score)
     if name is None:
         name = config_name(row=row, heads=heads, grid=grid, kernels=kernels)
@@ -175,6 +215,11 @@ def count_params(model: keras.Model, trainable_only: bool = True) -> int:
     """Parameters, PyTorch-style by default (trainable weights; BN moving stats excluded)."""
     weights = model.trainable_weights if trainable_only else model.weights
     return int(sum(int(np.prod(w.shape)) for w in weights))
+
+
+def regression_head(model: keras.Model) -> RegressionHead:
+    """The model's score head (the layer named ``head``)."""
+    return model.get_layer("head")
 
 
 def head_layers(model: keras.Model) -> list:

@@ -2,7 +2,7 @@
 # CORPUS, HAS_GPU and the venv target). One run directory per config from experiments/,
 # then one table per target via `depressionmlp summarize` (markdown + JSON).
 #
-#   make demo-hmhn                    synthetic faces -> quick CPU training -> report.md (< 8 min)
+#   make demo-hmhn                    synthetic faces -> the default protocol at 64 px, 10 x 40 steps -> report.md
 #   make hmhn-ablation [CORPUS=...]   Tables 3-4, rows A-E
 #   make hmhn-heads    [CORPUS=...]   Fig. 6, k = 1..8 cross-attention heads
 #   make hmhn-grid     [CORPUS=...]   Fig. 7, GWA grid none / 2x2 / 3x3 / 4x4 / 5x5
@@ -35,7 +35,13 @@ demo-hmhn: venv
 hmhn-count: venv
 	$(PY) -m hmhn count
 
-hmhn-ablation: venv
+# CORPUS=synthetic-faces: generated first when missing (python -m hmhn synth, seed 0)
+HMHN_SYNTH_CORPUS := $(if $(filter synthetic-faces,$(CORPUS)),$(DATA_ROOT)/synthetic-faces/manifest.json,)
+
+$(DATA_ROOT)/synthetic-faces/manifest.json: | venv
+	$(PY) -m hmhn synth --data-root $(DATA_ROOT)
+
+hmhn-ablation: venv $(HMHN_SYNTH_CORPUS)
 	$(call hmhn_run_configs,hmhn-ablation-$(CORPUS),$(sort $(wildcard experiments/hmhn_ablation_*.toml)),--corpus $(CORPUS))
 
 hmhn-heads: venv

@@ -7,9 +7,10 @@ keras = pytest.importorskip("keras")
 
 from hmhn.layers import (BN_EPSILON, BN_MOMENTUM, AttentionFusion, BasicBlock,  # noqa: E402
                          ChannelAttention, CrossAttentionHead, DeepFeatureFusion,
-                         GridWiseAttention, LocalGridFeatureExtractor, PartitionLoss,
-                         ResNetStem, SpatialAttention, fuse_heads, grid_tiles, parse_grid,
-                         parse_kernels, partition_loss, ungrid_tiles)
+                         FeatureTransform, GridWiseAttention, LocalGridFeatureExtractor,
+                         PartitionLoss, RegressionHead, ResNetStem, SpatialAttention,
+                         StandardizedMSE, fuse_heads, grid_tiles, parse_grid, parse_kernels,
+                         partition_loss, ungrid_tiles)
 
 
 def n_trainable(layer) -> int:
@@ -146,6 +147,7 @@ def test_gwa_matches_numpy_reading_with_the_same_lgfe_weights():
 
 def test_gwa_keys_softmax_is_degenerate_and_tiles_softmax_is_not():
     """Documented trap: a row softmax makes every Eq. 5 weight exactly 1/th."""
+    keras.utils.set_random_seed(0)          # LGFE init: independent of the test order
     rng = np.random.default_rng(3)
     g = rng.normal(size=(1, 12, 12, 3)).astype(np.float32)
     keys = GridWiseAttention((3, 3), softmax_axis="keys")
@@ -250,18 +252,67 @@ def test_partition_loss_layer_adds_weighted_loss_and_passes_heads_through():
 
 def test_attention_fusion_matches_numpy():
     heads = np.random.default_rng(9).normal(size=(3, 4, 8)).astype(np.float32)
-    afb = AttentionFusion(output_batchnorm=False)
-    y = np.asarray(afb(heads, training=False))
+    afb = AttentionFusion()
+    y = np.asarray(afb(heads))
     z = heads - heads.max(axis=1, keepdims=True)
     ls = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    ref = ls.sum(axis=1) @ np.asarray(afb.fc.kernel) + np.asarray(afb.fc.bias)
-    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, ls.sum(axis=1), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(fuse_heads(heads[:, :1])), heads[:, 0], rtol=1e-6)
-    bn = AttentionFusion()
-    assert bn.get_config()["output_batchnorm"] is True
-    yb = np.asarray(bn(heads, training=False))           # inference BN: (z - 0) / sqrt(1 + eps)
-    zb = ls.sum(axis=1) @ np.asarray(bn.fc.kernel) + np.asarray(bn.fc.bias)
-    np.testing.assert_allclose(yb, zb / np.sqrt(1 + 1e-5), rtol=1e-5, atol=1e-5)
+    assert n_trainable(afb) == 0
+
+
+def test_regression_head_standardizes_features_and_maps_back_to_bdi():
+    """Norm (no affine) -> Dropout -> Dense -> mean + std * z."""
+    x = np.random.default_rng(3).normal(5.0, 30.0, size=(6, 16)).astype(np.float32)
+    head = RegressionHead(dropout=0.5, target_mean=15.0, target_std=8.0)
+    y = np.asarray(head(x, training=False))               # per-sample standardisation
+    w, b = np.asarray(head.fc.kernel), np.asarray(head.fc.bias)
+    xs = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + BN_EPSILON)
+    np.testing.assert_allclose(y, 15.0 + 8.0 * (xs @ w + b), rtol=1e-4, atol=1e-4)
+    assert n_trainable(head) == 17 and head.norm.center is False
+    assert isinstance(head.norm, keras.layers.LayerNormalization)
+    # training mode = inference mode but for dropout (no batch statistics anywhere)
+    h0 = RegressionHead(dropout=0.0)
+    np.testing.assert_allclose(np.asarray(h0(x, training=True)),
+                               np.asarray(h0(x, training=False)), rtol=1e-6, atol=1e-6)
+    hb = RegressionHead(feature_norm="batch", target_mean=15.0, target_std=8.0)
+    yb = np.asarray(hb(x, training=False))               # fresh BN: (x - 0) / sqrt(1 + eps)
+    np.testing.assert_allclose(yb, 15.0 + 8.0 * ((x / np.sqrt(1 + BN_EPSILON))
+                                                 @ np.asarray(hb.fc.kernel)), rtol=1e-4,
+                               atol=1e-4)
+    assert isinstance(hb.norm, keras.layers.BatchNormalization) and n_trainable(hb) == 17
+    # starts at the mean with a small spread (init_scale 0.1 standard deviations)
+    big = np.random.default_rng(4).normal(size=(256, 512)).astype(np.float32)
+    h2 = RegressionHead(target_mean=20.0, target_std=10.0)
+    p = np.asarray(h2(big, training=True))
+    assert abs(p.mean() - 20.0) < 0.5 and 0.3 < p.std() < 2.0
+    dan = RegressionHead("dan", dropout=0.0, target_mean=20.0, target_std=10.0)
+    pd = np.asarray(dan(x, training=True))           # DAN's output BN: spread fixed to std
+    assert n_trainable(dan) == 16 + 1 + 2
+    np.testing.assert_allclose(pd.std(), 10.0, rtol=1e-2)
+    lin = RegressionHead("linear")
+    lin(x)
+    assert n_trainable(lin) == 17 and lin.norm is None and lin.output_bn is None
+    with pytest.raises(ValueError):
+        RegressionHead("nope")
+    with pytest.raises(ValueError):
+        RegressionHead(target_std=0.0)
+
+
+def test_standardized_mse_is_mse_over_std_squared():
+    loss = StandardizedMSE(4.0)
+    yt, yp = np.array([[1.0], [5.0]], np.float32), np.array([[3.0], [1.0]], np.float32)
+    np.testing.assert_allclose(float(loss(yt, yp)), (4 + 16) / 2 / 16, rtol=1e-6)
+    assert StandardizedMSE.from_config(loss.get_config()).target_std == 4.0
+
+
+def test_feature_transform_keeps_shape_and_counts_87():
+    ft = FeatureTransform(3)
+    assert tuple(ft(np.ones((2, 9, 9, 3), np.float32)).shape) == (2, 9, 9, 3)
+    assert n_trainable(ft) == 3 * 3 * 3 * 3 + 6 == 87
+    ft1 = FeatureTransform(1)
+    ft1(np.ones((1, 4, 4, 3), np.float32))
+    assert n_trainable(ft1) == 15
 
 
 @pytest.mark.parametrize("layer", [
@@ -269,7 +320,10 @@ def test_attention_fusion_matches_numpy():
     LocalGridFeatureExtractor(3), ResNetStem(16), BasicBlock(8, 2, True),
     DeepFeatureFusion(8, (1, 1, 1, 1)), SpatialAttention(64, "1x5,5x5,5x1"),
     ChannelAttention(64, 8), CrossAttentionHead(64, "standard"),
-    AttentionFusion("mean", 0.1, True), PartitionLoss("dan", 0.5, 1e-4, 0)])
+    AttentionFusion("mean"), PartitionLoss("dan", 0.5, 1e-4, 0),
+    RegressionHead("dan", 0.1, "batch", 0.8, 0.2, 14.5, 9.25), RegressionHead(),
+    FeatureTransform(1, 0.5),
+    ResNetStem(8, bn_momentum=0.0)])
 def test_layer_configs_round_trip(layer):
     cfg = layer.get_config()
     clone = type(layer).from_config(cfg)

@@ -8,6 +8,8 @@
   :class:`CrossAttentionHead` (Sec. 3.4, Eq. 8-9, Table 5 kernel sets)
 * :mod:`hmhn.layers.fusion`    -- AFB: :class:`AttentionFusion`, :class:`PartitionLoss`
   (Sec. 3.5, Eq. 10-11)
+* :mod:`hmhn.layers.head`      -- :class:`RegressionHead` (the score head of every row),
+  :class:`StandardizedMSE`
 """
 
 from hmhn.layers.attention import (DEFAULT_KERNELS, KERNEL_SETS, PAPER_PARAMS_M,
@@ -16,13 +18,16 @@ from hmhn.layers.attention import (DEFAULT_KERNELS, KERNEL_SETS, PAPER_PARAMS_M,
 from hmhn.layers.fusion import AttentionFusion, PartitionLoss, fuse_heads, partition_loss
 from hmhn.layers.grid import (GridWiseAttention, LocalGridFeatureExtractor, grid_name,
                               grid_tiles, parse_grid, ungrid_tiles)
-from hmhn.layers.resnet import (BN_EPSILON, BN_MOMENTUM, BasicBlock, DeepFeatureFusion,
-                                ResNetStem)
+from hmhn.layers.head import HEAD_VARIANTS, RegressionHead, StandardizedMSE
+from hmhn.layers.resnet import (BN_EPSILON, BN_MOMENTUM, FT_VARIANTS, BasicBlock,
+                                DeepFeatureFusion, FeatureTransform, ResNetStem)
 
 __all__ = [
     "AttentionFusion", "BN_EPSILON", "BN_MOMENTUM", "BasicBlock", "ChannelAttention",
-    "CrossAttentionHead", "DEFAULT_KERNELS", "DeepFeatureFusion", "GridWiseAttention",
-    "KERNEL_SETS", "LocalGridFeatureExtractor", "PAPER_PARAMS_M", "PartitionLoss",
-    "ResNetStem", "SpatialAttention", "fuse_heads", "grid_name", "grid_tiles",
-    "kernels_name", "parse_grid", "parse_kernels", "partition_loss", "ungrid_tiles",
+    "CrossAttentionHead", "DEFAULT_KERNELS", "DeepFeatureFusion", "FT_VARIANTS",
+    "FeatureTransform", "GridWiseAttention", "HEAD_VARIANTS", "KERNEL_SETS",
+    "LocalGridFeatureExtractor", "PAPER_PARAMS_M", "PartitionLoss", "RegressionHead",
+    "ResNetStem", "SpatialAttention", "StandardizedMSE", "fuse_heads", "grid_name",
+    "grid_tiles", "kernels_name", "parse_grid", "parse_kernels", "partition_loss",
+    "ungrid_tiles",
 ]

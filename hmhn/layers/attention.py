@@ -86,18 +86,21 @@ class SpatialAttention(keras.layers.Layer):
         channels: C of the input (512 for ResNet-18).
         kernels: branch kernel sizes (Table 5); default ``"3x3,1x3,3x1"``.
         reduction: channels after the 1x1 conv; default ``channels // 2`` (256).
+        bn_momentum: Keras momentum of the BNs (0.9 = PyTorch's 0.1).
     """
 
     def __init__(self, channels: int = 512, kernels=DEFAULT_KERNELS, reduction=None,
-                 **kwargs):
+                 bn_momentum: float = BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
+        self.bn_momentum = float(bn_momentum)
         self.kernels = parse_kernels(kernels)
         self.reduction = int(reduction) if reduction else self.channels // 2
         init = kaiming_fan_out()
         self.conv1x1 = keras.layers.Conv2D(self.reduction, 1, kernel_initializer=init,
                                            name="conv1x1")
-        self.bn1x1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+        self.bn1x1 = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+                                                     epsilon=BN_EPSILON,
                                                      name="bn1x1")
         self.branches, self.branch_bns = [], []
         for kh, kw in self.kernels:
@@ -105,7 +108,7 @@ class SpatialAttention(keras.layers.Layer):
                                                      kernel_initializer=init,
                                                      name=f"conv{kh}x{kw}"))
             self.branch_bns.append(keras.layers.BatchNormalization(
-                momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"bn{kh}x{kw}"))
+                momentum=self.bn_momentum, epsilon=BN_EPSILON, name=f"bn{kh}x{kw}"))
 
     def build(self, input_shape):
         self.conv1x1.build((None, None, None, input_shape[-1]))
@@ -133,7 +136,7 @@ class SpatialAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels,
                 "kernels": ",".join(f"{a}x{b}" for a, b in self.kernels),
-                "reduction": self.reduction}
+                "reduction": self.reduction, "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable(package="hmhn")
@@ -145,16 +148,19 @@ class ChannelAttention(keras.layers.Layer):
     Args:
         channels: C (512).
         hidden: bottleneck width, default ``channels // 16`` (32).
+        bn_momentum: Keras momentum of the BN (0.9 = PyTorch's 0.1).
     """
 
-    def __init__(self, channels: int = 512, hidden=None, **kwargs):
+    def __init__(self, channels: int = 512, hidden=None, bn_momentum: float = BN_MOMENTUM,
+                 **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
+        self.bn_momentum = float(bn_momentum)
         self.hidden = int(hidden) if hidden else max(1, self.channels // 16)
         self.fc1 = keras.layers.Dense(self.hidden, kernel_initializer=_dan_dense_init(),
                                       name="fc1")
-        self.bn = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                  name="bn")
+        self.bn = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+                                                  epsilon=BN_EPSILON, name="bn")
         self.fc2 = keras.layers.Dense(self.channels, kernel_initializer=_dan_dense_init(),
                                       name="fc2")
 
@@ -173,7 +179,8 @@ class ChannelAttention(keras.layers.Layer):
         return (input_shape[0], input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "channels": self.channels, "hidden": self.hidden}
+        return {**super().get_config(), "channels": self.channels, "hidden": self.hidden,
+                "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable(package="hmhn")
@@ -183,12 +190,16 @@ class CrossAttentionHead(keras.layers.Layer):
     ``.spatial.attention_map(G_bar)`` gives the head's ``(B, h, w, 1)`` map (Fig. 1).
     """
 
-    def __init__(self, channels: int = 512, kernels=DEFAULT_KERNELS, **kwargs):
+    def __init__(self, channels: int = 512, kernels=DEFAULT_KERNELS,
+                 bn_momentum: float = BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         self.channels = int(channels)
         self.kernels = parse_kernels(kernels)
-        self.spatial = SpatialAttention(self.channels, self.kernels, name="spatial")
-        self.channel = ChannelAttention(self.channels, name="channel")
+        self.bn_momentum = float(bn_momentum)
+        self.spatial = SpatialAttention(self.channels, self.kernels,
+                                        bn_momentum=self.bn_momentum, name="spatial")
+        self.channel = ChannelAttention(self.channels, bn_momentum=self.bn_momentum,
+                                        name="channel")
 
     def build(self, input_shape):
         self.spatial.build(input_shape)
@@ -203,4 +214,5 @@ class CrossAttentionHead(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "channels": self.channels,
-                "kernels": ",".join(f"{a}x{b}" for a, b in self.kernels)}
+                "kernels": ",".join(f"{a}x{b}" for a, b in self.kernels),
+                "bn_momentum": self.bn_momentum}

@@ -1,7 +1,7 @@
 """Attention Fusion Block (AFB, HMHN Sec. 3.5, Eq. 10-11).
 
-* :class:`AttentionFusion`: heads ``(B, k, C)`` -> one ``(B, C)`` vector -> dropout 0.2
-  -> Dense -> BDI-II score ``(B, 1)``.
+* :class:`AttentionFusion`: heads ``(B, k, C)`` -> one ``(B, C)`` vector; the score
+  comes from :class:`hmhn.layers.RegressionHead` (dropout 0.2 -> Dense, shared by all rows).
 * :class:`PartitionLoss`: identity on the heads that adds Eq. 11's partition loss
   (times a weight) to the model's losses, so ``L_sum = L_att + L_mse`` (Eq. 10) is what
   ``fit`` minimises with an MSE loss on the score.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import keras
 from keras import ops
-
-from hmhn.layers.resnet import BN_EPSILON, BN_MOMENTUM
 
 FUSIONS = ("log_softmax_sum", "sum", "mean")
 PARTITION_VARIANTS = ("eq11", "dan")
@@ -59,53 +57,30 @@ def fuse_heads(heads, fusion: str = "log_softmax_sum"):
 
 @keras.saving.register_keras_serializable(package="hmhn")
 class AttentionFusion(keras.layers.Layer):
-    """AFB: heads ``(B, k, C)`` -> score ``(B, 1)``.
+    """AFB's fusion: heads ``(B, k, C)`` -> one vector ``(B, C)`` (:func:`fuse_heads`).
 
-    fused = :func:`fuse_heads` (log-softmax across heads, sum) -> Dropout(0.2) -> Dense(1)
-    -> BatchNorm (DAN's ``BatchNorm1d(num_class)``, on by default).
+    The score comes from the :class:`hmhn.layers.RegressionHead` after it, the same
+    head as rows A-C use after global average pooling (dropout 0.2 and the Dense of
+    Sec. 4.2.1 live there), so the ablation rows differ only by their named modules.
 
     Args:
-        fusion: see :func:`fuse_heads`.
-        dropout: 0.2 (Sec. 4.2.1).
-        output_batchnorm: **[choice]** True, as in the DAN code MAB/AFB come from (its
-            2 parameters make DAN's 19,720,643). The fused vector's scale is large and
-            unnormalised (the spatial map is a sum over 512 channels), and without this
-            BN the regression output diverged in training (loss ~1e5-1e6 at lr 1e-3 on
-            the synthetic faces); with it, training is stable. The trainer starts its
-            beta at the training-label mean and gamma at the label spread.
+        fusion: see :func:`fuse_heads` (default: log-softmax across heads, then sum).
     """
 
-    def __init__(self, fusion: str = "log_softmax_sum", dropout: float = 0.2,
-                 output_batchnorm: bool = True, **kwargs):
+    def __init__(self, fusion: str = "log_softmax_sum", **kwargs):
         super().__init__(**kwargs)
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-        self.fusion, self.dropout_rate = fusion, float(dropout)
-        self.output_batchnorm = bool(output_batchnorm)
-        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
-        self.fc = keras.layers.Dense(1, name="fc")
-        self.bn = (keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                   name="bn")
-                   if self.output_batchnorm else None)
+        self.fusion = fusion
 
-    def build(self, input_shape):
-        self.fc.build((None, input_shape[-1]))
-        if self.bn is not None:
-            self.bn.build((None, 1))
-        self.built = True
-
-    def call(self, heads, training=None):
-        y = self.fc(self.dropout(fuse_heads(heads, self.fusion), training=training))
-        if self.bn is not None:
-            y = self.bn(y, training=training)
-        return y
+    def call(self, heads):
+        return fuse_heads(heads, self.fusion)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], 1)
+        return (input_shape[0], input_shape[-1])
 
     def get_config(self):
-        return {**super().get_config(), "fusion": self.fusion, "dropout": self.dropout_rate,
-                "output_batchnorm": self.output_batchnorm}
+        return {**super().get_config(), "fusion": self.fusion}
 
 
 @keras.saving.register_keras_serializable(package="hmhn")

@@ -95,25 +95,27 @@ class LocalGridFeatureExtractor(keras.layers.Layer):
             paper does not give it; it reuses the letter of the head count (4).
         negative_slope: LeakyReLU slope. **[choice]** 0.01, PyTorch's default (Keras'
             own default is 0.3); the paper's code is PyTorch.
-        BatchNormalization uses momentum 0.9 / epsilon 1e-5, i.e. PyTorch's
-        momentum 0.1 / eps 1e-5 (Keras' defaults 0.99 / 1e-3 differ).
+        bn_momentum: BatchNormalization momentum, default 0.9 with epsilon 1e-5, i.e.
+            PyTorch's momentum 0.1 / eps 1e-5 (Keras' defaults 0.99 / 1e-3 differ).
     """
 
-    def __init__(self, width: int = 4, negative_slope: float = 0.01, **kwargs):
+    def __init__(self, width: int = 4, negative_slope: float = 0.01,
+                 bn_momentum: float = BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         if int(width) < 1:
             raise ValueError(f"LGFE width k must be >= 1, got {width}")
         self.width = int(width)
         self.negative_slope = float(negative_slope)
+        self.bn_momentum = float(bn_momentum)
 
     def build(self, input_shape):
         c = int(input_shape[-1])
         self.expand = keras.layers.Conv2D(c * self.width, 1, name="expand")
-        self.bn1 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                   name="bn1")
+        self.bn1 = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+                                                   epsilon=BN_EPSILON, name="bn1")
         self.reduce = keras.layers.Conv2D(c, 1, name="reduce")
-        self.bn2 = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                                   name="bn2")
+        self.bn2 = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+                                                   epsilon=BN_EPSILON, name="bn2")
         shape = tuple(input_shape)
         self.expand.build(shape)
         self.bn1.build(shape[:-1] + (c * self.width,))
@@ -132,7 +134,7 @@ class LocalGridFeatureExtractor(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "width": self.width,
-                "negative_slope": self.negative_slope}
+                "negative_slope": self.negative_slope, "bn_momentum": self.bn_momentum}
 
 
 @keras.saving.register_keras_serializable(package="hmhn")
@@ -169,11 +171,12 @@ class GridWiseAttention(keras.layers.Layer):
             crop them back to ``H x W`` before Eq. 6. ``"resize"``: bilinear resize to
             the next multiple and resize the weight map back.
         negative_slope: LGFE LeakyReLU slope (PyTorch default 0.01).
+        bn_momentum: LGFE BatchNormalization momentum (0.9 = PyTorch's 0.1).
     """
 
     def __init__(self, grid=(3, 3), lgfe_width: int = 4, use_lgfe: bool = True,
                  softmax_axis: str = "tiles", fit: str = "pad", negative_slope: float = 0.01,
-                 **kwargs):
+                 bn_momentum: float = BN_MOMENTUM, **kwargs):
         super().__init__(**kwargs)
         self.grid = parse_grid(grid)
         if softmax_axis not in SOFTMAX_AXES:
@@ -185,8 +188,10 @@ class GridWiseAttention(keras.layers.Layer):
         self.softmax_axis = softmax_axis
         self.fit = fit
         self.negative_slope = float(negative_slope)
+        self.bn_momentum = float(bn_momentum)
         self.lgfe = (LocalGridFeatureExtractor(self.lgfe_width, self.negative_slope,
-                                               name="lgfe") if self.use_lgfe else None)
+                                               self.bn_momentum, name="lgfe")
+                     if self.use_lgfe else None)
 
     def build(self, input_shape):
         H, W, C = input_shape[1], input_shape[2], input_shape[3]
@@ -253,4 +258,4 @@ class GridWiseAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "grid": list(self.grid), "lgfe_width": self.lgfe_width,
                 "use_lgfe": self.use_lgfe, "softmax_axis": self.softmax_axis, "fit": self.fit,
-                "negative_slope": self.negative_slope}
+                "negative_slope": self.negative_slope, "bn_momentum": self.bn_momentum}
