@@ -56,6 +56,7 @@ def run_dir(tmp_path_factory):
     """A DepressionMLP run directory (untrained model; what predict/export read)."""
     from depressionmlp import train
     cfg = train.resolve_config({"name": "edge-run", "data": {"corpus": "synthetic"}})
+    train.resolve_score_affine(cfg["model"], [5.0, 15.0, 25.0], "fixture")
     settings = train.segment_settings(cfg)
     model = train.build_model_from_config(cfg, settings)
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(train.model_streams(cfg)),
