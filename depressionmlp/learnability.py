@@ -132,9 +132,13 @@ def to_markdown(results: dict) -> str:
         cells = []
         for n in names:
             r = c["rows"].get(n)
-            cells.append("-" if r is None else
-                         f"{np.mean(r['rmse']):.2f} ± {np.std(r['rmse']):.2f} "
-                         f"({np.mean(r['seconds']):.0f} s)")
+            if r is None:
+                cells.append("-")
+            elif len(r["rmse"]) == 1:
+                cells.append(f"{r['rmse'][0]:.2f} (1 seed, {r['seconds'][0]:.0f} s)")
+            else:
+                cells.append(f"{np.mean(r['rmse']):.2f} ± {np.std(r['rmse']):.2f} "
+                             f"({np.mean(r['seconds']):.0f} s)")
         ridge = c["rows"].get("StatsRidge")
         dg = c["rows"].get("DG+MG default")
         ratio_r = (f"{np.mean(dg['rmse']) / np.mean(ridge['rmse']):.2f}"
