@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
-                                  GatedMLPBlock, MutualGuidance, ScoreHead)
+                                  GatedMLPBlock, MutualGuidance, ScoreHead,
+                                  SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
@@ -61,11 +62,12 @@ DEFAULT_OPTIONS = {
     "score_offset": 0.0,               # [choice] Eq. 20 plus a fixed offset (0 = paper)
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
-    "standardize": False,              # [choice] per-column standardisation (train stats)
+    "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd)
 }
 
 KEYPOINT_FRAMES = ("image", "face")
+STANDARDIZE_MODES = (False, True, "column", "split")
 
 
 def allowed_input_sets(name: str) -> tuple[str, ...]:
@@ -202,11 +204,16 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
                          f"got {opts['keypoint_frame']!r}.")
     if not float(opts["column_jitter"]) >= 0:
         raise ValueError(f"column_jitter must be >= 0, got {opts['column_jitter']!r}.")
+    mode = opts["standardize"]
+    if not any(mode is m or (isinstance(m, str) and mode == m) for m in STANDARDIZE_MODES):
+        raise ValueError(f"standardize must be one of {STANDARDIZE_MODES}, got {mode!r}.")
     out = dict(model_inputs)
     if opts["keypoint_frame"] == "face" and "R_X" in out:
         out["R_X"], out["R_Y"] = FaceFrame(name="face_frame")([out["R_X"], out["R_Y"]])
     for s in list(out):
-        if opts["standardize"]:
+        if mode == "split":
+            out[s] = SplitStandardize(name=f"standardize_{s}")(out[s])
+        elif mode:
             out[s] = keras.layers.Normalization(axis=-1, name=f"standardize_{s}")(out[s])
         if opts["column_jitter"]:
             out[s] = ColumnJitter(float(opts["column_jitter"]), name=f"jitter_{s}")(out[s])
@@ -238,7 +245,7 @@ def build_from_config(config: dict) -> keras.Model:
 def _layer_flops(layer) -> int:
     if hasattr(layer, "count_flops"):
         return int(layer.count_flops())
-    if isinstance(layer, keras.layers.Normalization):
+    if isinstance(layer, (keras.layers.Normalization, SplitStandardize)):
         return 0                       # input standardisation: element-wise, not counted
     if isinstance(layer, keras.layers.Dense):
         shape = layer.input.shape if hasattr(layer, "input") else None

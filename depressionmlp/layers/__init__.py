@@ -7,7 +7,7 @@ All layers are registered for ``.keras`` saving under the package name
 from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
-from depressionmlp.layers.preprocessing import ColumnJitter, FaceFrame
+from depressionmlp.layers.preprocessing import ColumnJitter, FaceFrame, SplitStandardize
 
 __all__ = [
     "ColumnJitter",
@@ -19,4 +19,5 @@ __all__ = [
     "GatedMLPBlock",
     "MutualGuidance",
     "ScoreHead",
+    "SplitStandardize",
 ]
