@@ -1,7 +1,8 @@
 """`make bench`: speed and memory of both packages on this machine, as JSON.
 
 Measures, on a synthetic corpus generated into a temporary folder:
-    parse_mb_per_s        OpenFace CSV parsing (read_openface_csv)
+    parse_mb_per_s        OpenFace CSV parsing (read_openface_csv; _pandas: the pandas
+                          path it replaced, same files, same run; parse_speedup)
     segment_rec_per_s     Eq. 1-3 segmenting of parsed recordings
     sampler_segments_per_s  the balanced tf.data pipeline, batches pulled
     train_steps_per_s     DepressionMLP (DG+MG+Linear) at batch 8, jit_compile False / True
@@ -48,9 +49,15 @@ def bench_data(tmp: Path, quick: bool) -> dict:
     gen_s = time.perf_counter() - t0
     files = sorted(root.glob("openface/*/*.csv"))
     size_mb = sum(f.stat().st_size for f in files) / 2**20
-    t0 = time.perf_counter()
-    frames = [read_openface_csv(f) for f in files]
-    parse_s = time.perf_counter() - t0
+    # same files, one run: the pandas path (before issue 12) against the default one;
+    # the best of 3 passes each, interleaved, so a busy machine hurts both alike
+    parse_s = {"pandas": [], "auto": []}
+    for _ in range(1 if quick else 3):
+        for engine in ("pandas", "auto"):
+            t0 = time.perf_counter()
+            frames = [read_openface_csv(f, engine=engine) for f in files]
+            parse_s[engine].append(time.perf_counter() - t0)
+    parse_s = {k: min(v) for k, v in parse_s.items()}
     settings = default_settings("synthetic")
     t0 = time.perf_counter()
     segs = [segment_recording(fr, settings) for fr in frames]
@@ -69,7 +76,9 @@ def bench_data(tmp: Path, quick: bool) -> dict:
     samp_s = time.perf_counter() - t0
     return {"corpus_files": len(files), "corpus_mb": round(size_mb, 1),
             "synth_seconds": round(gen_s, 2),
-            "parse_mb_per_s": round(size_mb / parse_s, 1),
+            "parse_mb_per_s": round(size_mb / parse_s["auto"], 1),
+            "parse_mb_per_s_pandas": round(size_mb / parse_s["pandas"], 1),
+            "parse_speedup": round(parse_s["pandas"] / parse_s["auto"], 2),
             "segment_rec_per_s": round(len(files) / seg_s, 1),
             "segments_total": int(table.n_segments),
             "sampler_segments_per_s": round(n * 8 / samp_s, 0)}, table

@@ -11,7 +11,10 @@ pixels ``x``/``y`` of shape (T, 68) and the AU columns ``au`` of shape (T, P):
   x0..x67, y0..y67``) joined on ``frame`` with ``NNN_CLNF_AUs.txt`` beside it
   (14 ``AUxx_r`` + 6 ``AUxx_c``, P = 20).
 
-Parsing uses pandas' C engine restricted to the needed columns. Anything unusable
+Well-formed files (ASCII numbers, the header's field count on every line) are read
+by the vectorised :func:`~depressionmlp.data.fastcsv.read_plain_columns`; anything
+else, and every file with a problem, by pandas' C engine restricted to the needed
+columns, which finds and names the problem. Anything unusable
 raises :class:`~depressionmlp.errors.DataError` naming the file and, where it
 helps, the 1-based line (the header is line 1) and column. A cell that is not a
 number is an error on a tracked row; on a row OpenFace marked ``success == 0`` it
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from depressionmlp.data.fastcsv import read_plain_columns
 from depressionmlp.data.schema import N_LANDMARKS
 from depressionmlp.data.types import OpenFaceFrames
 from depressionmlp.errors import DataError
@@ -112,13 +116,16 @@ def _require(path, names, required) -> None:
 
 # ----------------------------------------------------------------------------- table
 
-def read_numeric_table(path, names: list[str], wanted: list[str]) -> dict[str, np.ndarray]:
+def read_numeric_table(path, names: list[str], wanted: list[str], *,
+                       engine: str = "auto") -> dict[str, np.ndarray]:
     """Read columns ``wanted`` of a ", "-separated file as float64 arrays.
 
     Args:
         path: the file.
         names: its header (from :func:`read_header`).
         wanted: column names, all present in ``names``.
+        engine: "auto" (the vectorised reader, pandas where it declines) or
+            "pandas" (always pandas: the reference path, kept for ``make bench``).
 
     Returns:
         name -> (T,) float64, T = data rows. Non-numeric cells on rows whose
@@ -127,8 +134,17 @@ def read_numeric_table(path, names: list[str], wanted: list[str]) -> dict[str, n
     Raises DataError for no data rows, a ragged or truncated line, an empty cell,
     or a non-numeric cell on a tracked row (with its line number and column).
     """
-    check_field_counts(path, len(names))
+    if engine not in ("auto", "pandas"):
+        raise ValueError(f"engine must be 'auto' or 'pandas', not {engine!r}")
     pos = sorted(names.index(c) for c in wanted)
+    if engine == "auto":
+        block = read_plain_columns(path, len(names), pos)
+        if block is not None:     # plain numbers only: no NaN, so only the range check
+            out = {names[p]: block[i] for i, p in enumerate(pos)}
+            if np.abs(block).max() > _F32_MAX:
+                _check_missing(path, out, wanted)
+            return {c: out[c] for c in wanted}
+    check_field_counts(path, len(names))
     try:
         df = pd.read_csv(path, sep=",", header=0, usecols=pos, skipinitialspace=True,
                          engine="c", dtype=np.float64, encoding="utf-8-sig",
@@ -280,11 +296,12 @@ def _frames_from(path, cols: dict, succ: str, x_names, y_names, au_names):
 
 # ----------------------------------------------------------------------------- readers
 
-def read_openface_csv(path):
+def read_openface_csv(path, *, engine: str = "auto"):
     """Read an OpenFace 2.x FeatureExtraction CSV.
 
     Args:
         path: the CSV (header ``frame, face_id, timestamp, confidence, success, ...``).
+        engine: as :func:`read_numeric_table` ("pandas": the reference path).
 
     Returns:
         OpenFaceFrames with x, y (T, 68) 2-D landmark pixels from ``x_i``/``y_i``
@@ -302,7 +319,7 @@ def read_openface_csv(path):
         raise DataError(path, "no AU columns (AUxx_r / AUxx_c) in the header; run "
                               "OpenFace FeatureExtraction with -aus (or without -2Dfp only)")
     wanted = ["frame", "timestamp", "confidence", succ] + OPENFACE_X + OPENFACE_Y + aus
-    cols = read_numeric_table(path, names, wanted)
+    cols = read_numeric_table(path, names, wanted, engine=engine)
     return _frames_from(path, cols, succ, OPENFACE_X, OPENFACE_Y, aus)
 
 

@@ -1,0 +1,110 @@
+"""The vectorised CSV reader: same numbers as pandas, and it declines what it cannot read."""
+
+import numpy as np
+import pytest
+
+from depressionmlp.data.fastcsv import parse_cells, read_plain_columns
+from depressionmlp.data.openface import read_header, read_numeric_table
+from depressionmlp.errors import DataError
+
+
+def _cells(strings):
+    body = ",".join(strings).encode()
+    starts, ends, at = [], [], 0
+    for s in strings:
+        starts.append(at)
+        ends.append(at + len(s))
+        at += len(s) + 1
+    return np.frombuffer(body, np.uint8), np.array(starts), np.array(ends)
+
+
+def test_numbers_match_python_float():
+    rng = np.random.default_rng(0)
+    vals = np.concatenate([rng.normal(0, 300, 400), rng.uniform(-1, 1, 300),
+                           rng.integers(0, 10**7, 100), rng.normal(0, 1e5, 100)])
+    strings = []
+    for i, v in enumerate(vals):
+        fmt = ["%.1f", "%.2f", "%.3f", "%.6f", "%d", "%.0f", "%.4f"][i % 7]
+        strings.append((" " if i % 3 else "") + (fmt % v))
+    strings += [" 0", "-0.000", " 12345678", "1234567.8", " -1234567.8901", "99999999999999",
+                "0.0000000000001", "-123456789.12", "7", "-7"]
+    body, s, e = _cells(strings)
+    got = parse_cells(body, s, e)
+    want = np.array([float(x) for x in strings])
+    np.testing.assert_array_equal(got, want)          # bit-exact: correctly rounded
+
+
+@pytest.mark.parametrize("bad", ["1.2.3", "-", ".5", "5.", "1-2", "1e5", "nan", "inf", " ",
+                                 "+1", "--1", "1 2", "1 ", "  1", "-.5", "", "0x10",
+                                 "1234567890123456", "1,5"])
+def test_declines_anything_but_plain_decimals(bad):
+    body, s, e = _cells(["1.5", bad, "2"])
+    if bad == "1,5":                                  # a comma inside: a different split
+        body, s, e = _cells(["1.5", "2"])
+        body = np.frombuffer(b"1.5,1,5", np.uint8)
+        s, e = np.array([0, 4]), np.array([3, 7])
+    assert parse_cells(body, s, e) is None
+
+
+def _write(path, header, rows, newline="\n"):
+    path.write_bytes((newline.join([", ".join(header)] + [", ".join(r) for r in rows])
+                      + newline).encode())
+    return path
+
+
+def test_table_same_as_pandas_and_columns_contiguous(tmp_path):
+    rng = np.random.default_rng(1)
+    header = [f"c{i}" for i in range(30)]
+    rows = [[f"{v:.3f}" for v in rng.normal(0, 50, 30)] for _ in range(200)]
+    p = _write(tmp_path / "t.csv", header, rows)
+    pos = [0, 3, 4, 5, 17, 29]
+    block = read_plain_columns(p, 30, pos)
+    assert block.shape == (6, 200) and block.flags.c_contiguous
+    names = read_header(p)
+    want = read_numeric_table(p, names, [names[i] for i in pos], engine="pandas")
+    for i, k in enumerate(pos):
+        np.testing.assert_array_equal(block[i], want[names[k]])
+    # no newline at the end is fine too
+    p.write_bytes(p.read_bytes().rstrip(b"\n"))
+    np.testing.assert_array_equal(read_plain_columns(p, 30, pos), block)
+
+
+@pytest.mark.parametrize("damage", ["ragged", "blank", "crlf", "quote", "bom", "text", "utf8",
+                                    "header_only", "short_last"])
+def test_declines_files_the_careful_path_must_see(tmp_path, damage):
+    header = ["a", "b", "c"]
+    rows = [["1", "2.5", "3"], ["4", "5.5", "6"], ["7", "8.5", "9"]]
+    newline = "\r\n" if damage == "crlf" else "\n"
+    if damage == "ragged":
+        rows[1] = ["4", "5.5", "6", "0"]
+    if damage == "short_last":
+        rows[2] = ["7", "8.5"]
+    if damage == "blank":
+        rows.insert(1, [""])
+    if damage == "quote":
+        rows[1][1] = '"5.5"'
+    if damage == "text":
+        rows[1][2] = "x"
+    if damage == "utf8":
+        rows[1][2] = "é"
+    if damage == "header_only":
+        rows = []
+    p = _write(tmp_path / "t.csv", header, rows, newline)
+    if damage == "bom":
+        p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())
+    assert read_plain_columns(p, 3, [0, 1, 2]) is None
+
+
+@pytest.mark.parametrize("cell,message", [("x", "not a number: 'x'"),
+                                          ("", "empty or missing value")])
+def test_errors_unchanged_through_auto(tmp_path, cell, message):
+    header = ["frame", "success", "v"]
+    rows = [["1", "1", "2.5"], ["2", "1", cell], ["3", "1", "1"]]
+    p = _write(tmp_path / "t.csv", header, rows)
+    names = read_header(p)
+    errs = []
+    for engine in ("auto", "pandas"):
+        with pytest.raises(DataError) as ei:
+            read_numeric_table(p, names, names, engine=engine)
+        errs.append(str(ei.value))
+    assert errs[0] == errs[1] and message in errs[0] and "row 3" in errs[0]
