@@ -7,6 +7,7 @@ Measures, on a synthetic corpus generated into a temporary folder:
     sampler_segments_per_s  the balanced tf.data pipeline, batches pulled
     train_steps_per_s     DepressionMLP (DG+MG+Linear) at batch 8, jit_compile False / True
     infer_segments_per_s  DepressionMLP prediction at batch 256
+    whole_run_*           a whole short train() run against pure fit() steps/s
     hmhn_images_per_s     HMHN (row E) training at 224x224, batch 8, jit False / True
     peak_rss_mb           the process's peak resident memory
 
@@ -112,6 +113,56 @@ def bench_depressionmlp(table, quick: bool) -> dict:
     return out
 
 
+def bench_whole_run(data_root: Path, quick: bool) -> dict:
+    """Steps/s of a whole short DepressionMLP run (``train.train``: dev evaluation every
+    ``eval_every`` steps, best-model saving, backups, TensorBoard, final evaluation)
+    against pure training steps/s (``fit`` on the same pipeline, no callbacks).
+
+    Both start from a fresh model, so both pay building it and tracing the train
+    function; ``pure_steady_steps_per_s`` is the traced function alone. The default
+    protocol, the bench corpus, ``steps`` steps with a dev evaluation every quarter.
+    """
+    import keras
+    from depressionmlp import train
+    from depressionmlp.data.sampler import balanced_dataset
+    from depressionmlp.models import adapt_inputs
+
+    steps = 120 if quick else 800
+    cfg = {"name": "bench", "model": {"name": "DG+MG+Linear", "inputs": "all"},
+           "data": {"corpus": "synthetic", "data_root": str(data_root), "cache_dir": ""},
+           "train": {"steps": steps, "eval_every": steps // 4, "seed": 0, "verbose": 0}}
+    rc = train.resolve_config(cfg)
+    settings = train.segment_settings(rc)
+    tables = train.load_tables(rc, settings, ["train", "dev", "test"])
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        train.train(cfg, out_base=out, tables=tables)
+        whole = time.perf_counter() - t0
+
+    t, streams = rc["train"], train.model_streams(rc)
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(t["seed"])
+    train.resolve_score_affine(rc["model"], tables["train"].recording_labels, "bench")
+    model = train.build_model_from_config(rc, settings)
+    adapt_inputs(model, tables["train"].arrays)
+    model.compile(optimizer=train.make_optimizer(t, steps), loss=train.rmse_loss,
+                  jit_compile=t["jit_compile"])
+    ds = balanced_dataset(tables["train"], streams, per_recording=t["per_recording"],
+                          batch_size=t["batch_size"], seed=t["seed"])
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    pure = time.perf_counter() - t0
+    n = steps // 2
+    t0 = time.perf_counter()
+    model.fit(ds, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False)
+    steady = n / (time.perf_counter() - t0)
+    return {"run_steps": steps, "run_eval_every": steps // 4, "run_batch": t["batch_size"],
+            "whole_run_steps_per_s": round(steps / whole, 2),
+            "pure_train_steps_per_s": round(steps / pure, 2),
+            "whole_over_pure": round(pure / whole, 3),
+            "pure_steady_steps_per_s": round(steady, 2),
+            "run_seconds": round(whole, 2)}
+
+
 def bench_hmhn(quick: bool) -> dict:
     import keras
     import numpy as np
@@ -155,10 +206,12 @@ def main(argv=None) -> int:
               "quick": args.quick}
     with tempfile.TemporaryDirectory() as tmp:
         data, table = bench_data(Path(tmp), args.quick)
-    result["data"] = data
-    print(f"data: {data}", flush=True)
-    result["depressionmlp"] = bench_depressionmlp(table, args.quick)
-    print(f"depressionmlp: {result['depressionmlp']}", flush=True)
+        result["data"] = data
+        print(f"data: {data}", flush=True)
+        result["depressionmlp"] = bench_depressionmlp(table, args.quick)
+        print(f"depressionmlp: {result['depressionmlp']}", flush=True)
+        result["whole_run"] = bench_whole_run(Path(tmp), args.quick)
+        print(f"whole_run: {result['whole_run']}", flush=True)
     if not args.skip_hmhn:
         result["hmhn"] = bench_hmhn(args.quick)
         print(f"hmhn: {result['hmhn']}", flush=True)

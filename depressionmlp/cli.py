@@ -94,6 +94,11 @@ def _load_toml_config(path, args) -> dict:
         train["max_minutes"] = args.max_minutes
     if args.jit:
         train["jit_compile"] = True
+    if getattr(args, "steps", None) is not None:
+        train["steps"] = args.steps
+    for key in ("distribute", "precision"):
+        if getattr(args, key, None) is not None:
+            train[key] = getattr(args, key)
     if args.quiet:
         train["verbose"] = 0
     return cfg
@@ -101,6 +106,9 @@ def _load_toml_config(path, args) -> dict:
 
 def cmd_train(args) -> int:
     from depressionmlp import train
+    if args.cpu_devices is not None:              # before TensorFlow runs any op
+        from depressionmlp.scaling import split_cpu
+        split_cpu(args.cpu_devices)
     cfg = _load_toml_config(args.config, args)
     train.resolve_config(cfg, args.config)           # bad values: one line, before any work
     if args.resume:
@@ -258,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(wall-clock budget)")
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
+    _add_scaling_options(s)
     s.add_argument("--strict", action="store_true",
                    help="a subject in more than one split is an error, not a warning")
     s.add_argument("--quiet", action="store_true",
@@ -310,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="experiments/demo.toml", help="experiment TOML")
     s.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     return p
+
+
+def _add_scaling_options(s) -> None:
+    """--distribute, --cpu-devices, --precision (depressionmlp/scaling.py); hmhn shares them."""
+    s.add_argument("--distribute", choices=["auto", "none", "mirrored", "multiworker"],
+                   help="tf.distribute strategy (default: the config's train.distribute, "
+                        "auto: mirrored where more than one GPU is visible, else none)")
+    s.add_argument("--cpu-devices", type=int, metavar="N",
+                   help="split the CPU into N logical devices (mirrored then runs N "
+                        "replicas on a CPU machine)")
+    s.add_argument("--precision", choices=["auto", "float32", "mixed_float16",
+                                           "mixed_bfloat16"],
+                   help="dtype policy (default: the config's train.precision, auto: mixed "
+                        "where a GPU supports it, float32 on CPU)")
 
 
 @guarded

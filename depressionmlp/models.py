@@ -193,6 +193,8 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
         outputs = _fusion(fusion, opts)(outputs)
     score = ScoreHead(num_streams=len(outputs), output_activation=opts["output_activation"],
                       score_scale=opts["score_scale"], score_offset=opts["score_offset"],
+                      # float32 under a mixed precision policy too (depressionmlp/scaling.py)
+                      dtype="float32",
                       name="score")(outputs if len(outputs) > 1 else outputs[0])
     return keras.Model(inputs=model_inputs, outputs=score, name=name.replace("+", "_"))
 

@@ -79,6 +79,10 @@ DEFAULT_CONFIG = {
         "max_minutes": None,         # wall-clock budget; stops after the evaluation past it
         "patience": None,            # dev evaluations without improvement before stopping
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
+        # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
+        # than one GPU is visible, else none; mixed precision where a GPU supports it
+        "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
+        "precision": "auto",         # "auto" | "float32" | "mixed_float16" | "mixed_bfloat16"
         "verbose": 1,
     },
 }
@@ -137,6 +141,11 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, "train.lr_schedule 'cosine' needs weight_decay_mode 'keras3'")
     if t["weight_decay_mode"] not in ("keras3", "keras2"):
         raise DataError(source, "train.weight_decay_mode must be 'keras3' or 'keras2'")
+    from depressionmlp.scaling import DISTRIBUTE, PRECISION
+    for key, allowed in (("distribute", DISTRIBUTE), ("precision", PRECISION)):
+        if t[key] not in allowed:
+            raise DataError(source, f"train.{key} must be one of {list(allowed)}, "
+                                    f"got {t[key]!r}")
     from depressionmlp.data.segments import CENTERING
     center = cfg["data"]["segment"].get("center", "none")
     if center not in CENTERING:
@@ -198,8 +207,10 @@ def build_model_from_config(cfg: dict, settings: SegmentSettings) -> keras.Model
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
 def rmse_loss(y_true, y_pred):
-    """Eq. 21 over the batch: sqrt(mean((y - y_hat)^2))."""
-    y_true = keras.ops.cast(y_true, y_pred.dtype)
+    """Eq. 21 over the batch: sqrt(mean((y - y_hat)^2)), in float32 (mixed precision
+    too). Under a distribution strategy, over each replica's share of the batch."""
+    y_pred = keras.ops.cast(y_pred, "float32")
+    y_true = keras.ops.cast(y_true, "float32")
     return keras.ops.sqrt(keras.ops.mean(keras.ops.square(y_true - y_pred)) + 1e-12)
 
 
@@ -242,8 +253,38 @@ def init_output_bias(model: keras.Model, target: float) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 
-def predict_segments(model, table: SegmentTable, streams) -> np.ndarray:
-    """(S,) segment predictions in table order."""
+class SegmentPredictor:
+    """Segment scores of one table from one Keras model, ready to call many times.
+
+    The table's inputs are batched once (256 segments a batch, table order, the
+    batches :func:`~depressionmlp.data.sampler.eval_dataset` gives) and kept as
+    tensors; the forward pass is one ``tf.function`` with a free batch dimension,
+    traced once per model. Calling it after each evaluation period costs the
+    forward pass only, where ``model.predict`` builds a dataset, an iterator and
+    callbacks each time. Same outputs as ``model.predict`` on the same batches.
+    """
+
+    def __init__(self, model, table: SegmentTable, streams, batch_size: int = 256,
+                 jit_compile: bool = False):
+        self.model, self.n = model, table.n_segments
+        self.batches = [{s: tf.constant(table.arrays[s][i:i + batch_size]) for s in streams}
+                        for i in range(0, self.n, batch_size)]
+        spec = {s: tf.TensorSpec((None,) + table.arrays[s].shape[1:], tf.float32)
+                for s in streams}
+        self._forward = tf.function(lambda x: self.model(x, training=False),
+                                    input_signature=[spec], jit_compile=jit_compile,
+                                    reduce_retracing=True)
+
+    def __call__(self) -> np.ndarray:
+        out = [self._forward(b) for b in self.batches]
+        return np.concatenate([np.asarray(o) for o in out]).astype(np.float64).reshape(-1)
+
+
+def predict_segments(model, table: SegmentTable, streams, predictor=None) -> np.ndarray:
+    """(S,) segment predictions in table order (``predictor``: a ready
+    :class:`SegmentPredictor` of this model and table)."""
+    if predictor is not None:
+        return predictor()
     if isinstance(model, classical.StatsRidge):
         out = model.predict(table.arrays)
     else:
@@ -252,9 +293,9 @@ def predict_segments(model, table: SegmentTable, streams) -> np.ndarray:
 
 
 def evaluate_table(model, table: SegmentTable, streams, scale="bdi2",
-                   train_labels=None) -> tuple[dict, list[dict]]:
+                   train_labels=None, predictor=None) -> tuple[dict, list[dict]]:
     """Recording-level metrics and per-recording rows for one split."""
-    seg_pred = predict_segments(model, table, streams)
+    seg_pred = predict_segments(model, table, streams, predictor)
     rec_ids, rec_pred, rec_true = metrics.aggregate_by_recording(
         table.recording_ids[table.recording], seg_pred, table.labels)
     result = metrics.regression_metrics(rec_true, rec_pred)
@@ -284,12 +325,16 @@ class RecordingLevelSelection(keras.callbacks.Callback):
 
     Adds ``dev_rmse``/``dev_mae`` to the epoch logs (so TensorBoard and
     ``history.json`` get them), saves ``best.keras`` atomically when dev RMSE
-    improves, and stops on ``patience`` or on the wall-clock budget.
+    improves, and stops on ``patience`` or on the wall-clock budget. The dev
+    segments are scored by a :class:`SegmentPredictor` built once (``predictor``,
+    else on the first evaluation); the best weights are also kept in memory
+    (``best_weights``) so the final evaluation needs no reload.
     """
 
     def __init__(self, table, streams, run_dir, scale, patience=None, max_minutes=None,
-                 history_path=None, eval_every=1):
+                 history_path=None, eval_every=1, predictor=None):
         super().__init__()
+        self.predictor, self.best_weights = predictor, None
         self.eval_every = int(eval_every)
         self.table, self.streams, self.run_dir, self.scale = table, streams, Path(run_dir), scale
         self.patience, self.max_minutes = patience, max_minutes
@@ -305,11 +350,15 @@ class RecordingLevelSelection(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        res, _ = evaluate_table(self.model, self.table, self.streams, self.scale)
+        if self.predictor is None:
+            self.predictor = SegmentPredictor(self.model, self.table, self.streams)
+        res, _ = evaluate_table(self.model, self.table, self.streams, self.scale,
+                                predictor=self.predictor)
         logs["dev_rmse"], logs["dev_mae"] = res["rmse"], res["mae"]
         improved = res["rmse"] < self.best
         if improved:
             self.best, self.best_epoch = res["rmse"], epoch
+            self.best_weights = self.model.get_weights()
             save_model_atomic(self.model, self.run_dir / "best.keras")
         self.history.append({"epoch": epoch + 1, "step": (epoch + 1) * self.eval_every,
                              "loss": float(logs.get("loss", np.nan)),
@@ -361,30 +410,41 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     if cfg["model"]["name"] == classical.MODEL_NAME:
         return _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir)
 
+    from depressionmlp import scaling
+    distribute = scaling.resolve_distribute(t["distribute"], source)
+    precision = scaling.resolve_precision(t["precision"], source)
+    strategy, scope = scaling.strategy_scope(distribute)
     keras.utils.set_random_seed(t["seed"])
     labels = train_table.recording_labels
     resolve_score_affine(cfg["model"], labels, source)
-    model = build_model_from_config(cfg, settings)
-    from depressionmlp.models import adapt_inputs
-    adapt_inputs(model, train_table.arrays)
-    if t["init_bias_to_mean"]:
-        init_output_bias(model, float(np.mean(labels)))
     epoch_steps = steps_per_epoch(train_table, t["per_recording"], t["batch_size"])
     eval_every = t["eval_every"] or epoch_steps
     total_steps = t["steps"] or t["epochs"] * epoch_steps
     n_evals = int(math.ceil(total_steps / eval_every))
-    model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=rmse_loss,
-                  jit_compile=t["jit_compile"])
+    with scope, scaling.precision_policy(precision):
+        model = build_model_from_config(cfg, settings)
+        from depressionmlp.models import adapt_inputs
+        adapt_inputs(model, train_table.arrays)
+        if t["init_bias_to_mean"]:
+            init_output_bias(model, float(np.mean(labels)))
+        model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=rmse_loss,
+                      jit_compile=t["jit_compile"])
+    replicas = int(strategy.num_replicas_in_sync)
 
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
                        "scale": scale, "params": int(model.count_params()),
                        "steps": n_evals * eval_every, "eval_every": eval_every,
-                       "steps_per_balanced_epoch": epoch_steps}
+                       "steps_per_balanced_epoch": epoch_steps,
+                       "distribute": distribute, "replicas": replicas, "precision": precision}
     write_json_atomic(run_dir / "config.json", cfg)
 
+    jit = t["jit_compile"]
+    predictors = {split: SegmentPredictor(model, tables[split], streams, jit_compile=jit)
+                  for split in dict.fromkeys([d["select_split"], *d["eval_splits"]])}
     selection = RecordingLevelSelection(dev_table, streams, run_dir, scale,
                                         patience=t["patience"], max_minutes=t["max_minutes"],
-                                        eval_every=eval_every)
+                                        eval_every=eval_every,
+                                        predictor=predictors[d["select_split"]])
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"])
@@ -400,15 +460,21 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
               shuffle=False, verbose=t["verbose"])
     train_seconds = time.time() - t0
 
-    best = load_model_file(run_dir / "best.keras")
+    if selection.best_weights is not None:    # the best model, without a reload
+        model.set_weights(selection.best_weights)
+        best = model
+    else:                                     # a resumed run whose best came before
+        best, predictors = load_model_file(run_dir / "best.keras"), {}
     result = _result_header(cfg, best.count_params())
     result.update({"best_epoch": selection.best_epoch + 1,
                    "best_step": (selection.best_epoch + 1) * eval_every,
                    "epochs_run": len(selection.history),
                    "steps_run": len(selection.history) * eval_every,
                    "train_seconds": round(train_seconds, 2),
-                   "steps_per_epoch": eval_every})
-    _evaluate_splits(best, cfg, tables, streams, scale, train_table, run_dir, result)
+                   "steps_per_epoch": eval_every,
+                   "distribute": distribute, "replicas": replicas, "precision": precision})
+    _evaluate_splits(best, cfg, tables, streams, scale, train_table, run_dir, result,
+                     predictors)
     write_json_atomic(run_dir / "history.json", selection.history)
     write_json_atomic(run_dir / "metrics.json", result)
     return run_dir, result
@@ -420,10 +486,12 @@ def _result_header(cfg: dict, params: int) -> dict:
             "protocol": cfg["protocol"], "params": int(params), "splits": {}}
 
 
-def _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result):
+def _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result,
+                     predictors=None):
     for split in cfg["data"]["eval_splits"]:
         res, rows = evaluate_table(model, tables[split], streams, scale,
-                                   train_labels=train_table.recording_labels)
+                                   train_labels=train_table.recording_labels,
+                                   predictor=(predictors or {}).get(split))
         result["splits"][split] = res
         write_predictions_csv(run_dir / f"predictions_{split}.csv", rows)
 

@@ -190,10 +190,11 @@ class ScoreHead(keras.layers.Layer):
         self.frames, self.locations = m, n
         self.stream_scores = []
         for i in range(self.num_streams):
-            dense = keras.layers.Dense(1, activation="relu", name=f"stream_score_{i}")
+            dense = keras.layers.Dense(1, activation="relu", name=f"stream_score_{i}",
+                                       dtype=self.dtype_policy)
             dense.build((None, n, m))
             self.stream_scores.append(dense)
-        self.out_dense = keras.layers.Dense(1, name="out")
+        self.out_dense = keras.layers.Dense(1, name="out", dtype=self.dtype_policy)
         self.out_dense.build((None, self.num_streams * n))
         self.built = True
 
