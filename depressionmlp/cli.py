@@ -23,8 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-from depressionmlp.clikit import (HelpFormatter, add_command, add_version, guarded,
-                                  quiet_tensorflow, run_command)
+from depressionmlp.clikit import (HelpFormatter, add_command, add_scaling_options,
+                                  add_version, guarded, quiet_tensorflow, run_command)
 from depressionmlp.errors import DataError
 from depressionmlp.runs import check_output_dir, check_output_file
 
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(wall-clock budget)")
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
-    _add_scaling_options(s)
+    add_scaling_options(s)
     s.add_argument("--strict", action="store_true",
                    help="a subject in more than one split is an error, not a warning")
     s.add_argument("--quiet", action="store_true",
@@ -319,20 +319,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="experiments/demo.toml", help="experiment TOML")
     s.add_argument("--max-minutes", type=float, help="override train.max_minutes")
     return p
-
-
-def _add_scaling_options(s) -> None:
-    """--distribute, --cpu-devices, --precision (depressionmlp/scaling.py); hmhn shares them."""
-    s.add_argument("--distribute", choices=["auto", "none", "mirrored", "multiworker"],
-                   help="tf.distribute strategy (default: the config's train.distribute, "
-                        "auto: mirrored where more than one GPU is visible, else none)")
-    s.add_argument("--cpu-devices", type=int, metavar="N",
-                   help="split the CPU into N logical devices (mirrored then runs N "
-                        "replicas on a CPU machine)")
-    s.add_argument("--precision", choices=["auto", "float32", "mixed_float16",
-                                           "mixed_bfloat16"],
-                   help="dtype policy (default: the config's train.precision, auto: mixed "
-                        "where a GPU supports it, float32 on CPU)")
 
 
 @guarded

@@ -106,6 +106,20 @@ def add_command(sub, name: str, help: str, fn, *, needs_tf: bool = True):
     return s
 
 
+def add_scaling_options(s) -> None:
+    """--distribute, --cpu-devices, --precision (depressionmlp/scaling.py); both CLIs' train."""
+    s.add_argument("--distribute", choices=["auto", "none", "mirrored", "multiworker"],
+                   help="tf.distribute strategy (default: the config's train.distribute, "
+                        "auto: mirrored where more than one GPU is visible, else none)")
+    s.add_argument("--cpu-devices", type=int, metavar="N",
+                   help="split the CPU into N logical devices (mirrored then runs N "
+                        "replicas on a CPU machine)")
+    s.add_argument("--precision", choices=["auto", "float32", "mixed_float16",
+                                           "mixed_bfloat16"],
+                   help="dtype policy (default: the config's train.precision, auto: mixed "
+                        "where a GPU supports it, float32 on CPU)")
+
+
 def run_command(args) -> int:
     """Turn progress display on (unless ``--quiet``), load TensorFlow quietly if the
     command needs it, then run ``args.fn(args)``."""

@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from depressionmlp.clikit import (HelpFormatter, add_command, add_version, guarded,
-                                  quiet_tensorflow, run_command)
+from depressionmlp.clikit import (HelpFormatter, add_command, add_scaling_options, add_version,
+                                  guarded, quiet_tensorflow, run_command)
 from depressionmlp.errors import DataError
 from depressionmlp.runs import check_output_dir
 
@@ -77,6 +77,9 @@ def _load_config(args) -> dict:
         train["max_minutes"] = quick_train["max_minutes"] = args.max_minutes
     if args.jit is not None:
         train["jit_compile"] = args.jit
+    for key in ("distribute", "precision"):
+        if getattr(args, key, None) is not None:
+            train[key] = getattr(args, key)
     if args.quiet:
         train["verbose"] = 0
     return cfg
@@ -84,6 +87,9 @@ def _load_config(args) -> dict:
 
 def cmd_train(args) -> int:
     from hmhn import train
+    if args.cpu_devices is not None:              # before TensorFlow runs any op
+        from depressionmlp.scaling import split_cpu
+        split_cpu(args.cpu_devices)
     cfg = _load_config(args)
     quick = train.quick_requested(args.quick)
     train.resolve_config(cfg, args.config, quick=quick)   # bad values: one line, before any work
@@ -279,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", help="run directory of a killed run to resume")
     s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
                                                            "(default: the config's, auto)")
+    add_scaling_options(s)
     s.add_argument("--quiet", action="store_true",
                    help="no progress display and no per-epoch Keras output")
 

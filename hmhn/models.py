@@ -172,15 +172,17 @@ def build_hmhn(row: str = "E", heads: int = 4, grid=(3, 3), kernels=DEFAULT_KERN
                    else outs[0])
         stacked = keras.layers.Reshape((heads, channels), name="heads")(stacked)
         stacked = PartitionLoss(partition_variant, partition_weight, partition_epsilon,
-                                partition_ddof, name="partition_loss")(stacked)
+                                partition_ddof, dtype="float32",      # the loss in float32
+                                name="partition_loss")(stacked)
         fused = AttentionFusion(fusion, name="afb")(stacked)
     else:
         fused = keras.layers.GlobalAveragePooling2D(name="gap")(feats)
     score = RegressionHead(head, dropout, feature_norm=head_norm, bn_momentum=m,
                            init_scale=head_init_scale,
                            target_mean=target_mean, target_std=target_std,
+                           dtype="float32",     # float32 under mixed precision too
                            name="head")(fused)
-    score = keras.layers.Identity(name="score")(score)
+    score = keras.layers.Identity(name="score", dtype="float32")(score)
     if name is None:
         name = config_name(row=row, heads=heads, grid=grid, kernels=kernels)
     return keras.Model(image, score, name=_safe_name(name))

@@ -94,6 +94,10 @@ DEFAULT_CONFIG = {
         # moving statistics from this many training batches (equal weights, current
         # weights, dropout off); 0 = keep the running averages of training (the paper).
         "bn_recalibration_batches": 0,
+        # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
+        # than one GPU is visible, else none; mixed precision where a GPU supports it
+        "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
+        "precision": "auto",         # "auto" | "float32" | "mixed_float16" | "mixed_bfloat16"
         "verbose": 1,
     },
     "quick": {                       # merged on top with --quick / QUICK=1
@@ -142,6 +146,11 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
         raise DataError(source, 'train.loss_units must be "bdi" or "standardized"')
     if t["jit_compile"] not in ("auto", True, False):
         raise DataError(source, "train.jit_compile must be true, false or \"auto\"")
+    from depressionmlp.scaling import DISTRIBUTE, PRECISION
+    for key, allowed in (("distribute", DISTRIBUTE), ("precision", PRECISION)):
+        if t[key] not in allowed:
+            raise DataError(source, f"train.{key} must be one of {list(allowed)}, "
+                                    f"got {t[key]!r}")
     if not d["train_splits"]:
         raise DataError(source, "data.train_splits must name at least one split")
     if d["select_split"] == "auto":
@@ -492,18 +501,25 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     if t["standardize_targets"]:
         mean, std = target_statistics(train_fs.video_labels)
         cfg["model"]["target_mean"], cfg["model"]["target_std"] = round(mean, 6), round(std, 6)
-    try:
-        model = build_from_config(cfg["model"])
-    except (ValueError, TypeError) as e:
-        raise DataError(source, f"bad model config: {e}") from None
-    model.compile(optimizer=make_optimizer(t), loss=make_loss(t, cfg["model"]),
-                  jit_compile=jit)
+    from depressionmlp import scaling
+    distribute = scaling.resolve_distribute(t["distribute"], source)
+    precision = scaling.resolve_precision(t["precision"], source)
+    strategy, scope = scaling.strategy_scope(distribute)
+    with scope, scaling.precision_policy(precision):
+        try:
+            model = build_from_config(cfg["model"])
+        except (ValueError, TypeError) as e:
+            raise DataError(source, f"bad model config: {e}") from None
+        model.compile(optimizer=make_optimizer(t), loss=make_loss(t, cfg["model"]),
+                      jit_compile=jit)
+    replicas = int(strategy.num_replicas_in_sync)
 
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
     cfg["resolved"] = {"params": count_params(model), "params_all": int(model.count_params()),
                        "jit_compile": jit, "device": device_name(),
                        "train_videos": len(train_fs.videos), "train_frames": len(train_fs),
-                       "model_name": model.name}
+                       "model_name": model.name, "distribute": distribute,
+                       "replicas": replicas, "precision": precision}
     write_json_atomic(run_dir / "config.json", cfg)
 
     ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
@@ -540,6 +556,7 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                   n_steps * min(t["batch_size"], len(train_fs)) * len(selection.history)
                   / max(train_seconds, 1e-9), 2),
               "jit_compile": jit, "device": device_name(), "quick": cfg["quick_mode"],
+              "distribute": distribute, "replicas": replicas, "precision": precision,
               "selection_split": select or "", "splits": {}}
     for split in d["eval_splits"]:
         res, rows = evaluate_frames(best, frames[split], t["eval_batch_size"],

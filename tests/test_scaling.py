@@ -179,3 +179,39 @@ def test_precision_auto_is_float32_on_cpu_and_bad_value_is_a_data_error():
     from depressionmlp import train
     with pytest.raises(DataError, match="train.distribute must be one of"):
         train.resolve_config({"train": {"distribute": "ring"}})
+
+
+def test_hmhn_mixed_bfloat16_batchnorm_and_head_float32():
+    import keras
+    from depressionmlp.scaling import precision_policy
+    from hmhn.models import build_hmhn
+    kw = dict(row="E", input_size=32, width=8, heads=2, target_mean=20.0, target_std=8.0)
+    keras.utils.set_random_seed(0)
+    ref = build_hmhn(**kw)
+    with precision_policy("mixed_bfloat16"):
+        mixed = build_hmhn(**kw)
+    mixed.set_weights(ref.get_weights())
+    layers = _all_layers(mixed)
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    convs = [l for l in layers if isinstance(l, keras.layers.Conv2D)]
+    assert bns and all(l.compute_dtype == "float32" for l in bns)
+    assert convs and all(l.compute_dtype == "bfloat16" for l in convs)
+    head = mixed.get_layer("head")
+    assert head.compute_dtype == "float32" and head.fc.compute_dtype == "float32"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    a, b = np.asarray(ref(x, training=False)), np.asarray(mixed(x, training=False))
+    assert b.dtype == np.float32 and np.isfinite(b).all()
+    assert np.abs(a - b).max() <= 0.05 * 8.0, np.abs(a - b).max()   # 5 % of one label spread
+
+
+def _all_layers(layer):
+    out = []
+    for sub in getattr(layer, "layers", None) or []:
+        out += [sub] + _all_layers(sub)
+    for attr in vars(layer).values():
+        items = attr if isinstance(attr, (list, tuple)) else [attr]
+        for it in items:
+            if isinstance(it, __import__("keras").layers.Layer) and it is not layer \
+                    and it not in out:
+                out += [it] + _all_layers(it)
+    return out

@@ -99,7 +99,7 @@ class SpatialAttention(keras.layers.Layer):
         init = kaiming_fan_out()
         self.conv1x1 = keras.layers.Conv2D(self.reduction, 1, kernel_initializer=init,
                                            name="conv1x1")
-        self.bn1x1 = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+        self.bn1x1 = keras.layers.BatchNormalization(dtype="float32", momentum=self.bn_momentum,
                                                      epsilon=BN_EPSILON,
                                                      name="bn1x1")
         self.branches, self.branch_bns = [], []
@@ -107,7 +107,7 @@ class SpatialAttention(keras.layers.Layer):
             self.branches.append(keras.layers.Conv2D(self.channels, (kh, kw), padding="same",
                                                      kernel_initializer=init,
                                                      name=f"conv{kh}x{kw}"))
-            self.branch_bns.append(keras.layers.BatchNormalization(
+            self.branch_bns.append(keras.layers.BatchNormalization(dtype="float32", 
                 momentum=self.bn_momentum, epsilon=BN_EPSILON, name=f"bn{kh}x{kw}"))
 
     def build(self, input_shape):
@@ -120,10 +120,10 @@ class SpatialAttention(keras.layers.Layer):
 
     def attention_map(self, x, training=None):
         """The ``(B, h, w, 1)`` spatial attention map (non-negative, no sigmoid)."""
-        y = self.bn1x1(self.conv1x1(x), training=training)
+        y = ops.cast(self.bn1x1(self.conv1x1(x), training=training), x.dtype)
         z = None
         for conv, bn in zip(self.branches, self.branch_bns):
-            b = bn(conv(y), training=training)
+            b = ops.cast(bn(conv(y), training=training), y.dtype)
             z = b if z is None else z + b
         return ops.sum(ops.relu(z), axis=-1, keepdims=True)
 
@@ -159,7 +159,7 @@ class ChannelAttention(keras.layers.Layer):
         self.hidden = int(hidden) if hidden else max(1, self.channels // 16)
         self.fc1 = keras.layers.Dense(self.hidden, kernel_initializer=_dan_dense_init(),
                                       name="fc1")
-        self.bn = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+        self.bn = keras.layers.BatchNormalization(dtype="float32", momentum=self.bn_momentum,
                                                   epsilon=BN_EPSILON, name="bn")
         self.fc2 = keras.layers.Dense(self.channels, kernel_initializer=_dan_dense_init(),
                                       name="fc2")
@@ -172,7 +172,7 @@ class ChannelAttention(keras.layers.Layer):
 
     def call(self, s, training=None):
         p = ops.mean(s, axis=(1, 2))
-        a = ops.relu(self.bn(self.fc1(p), training=training))
+        a = ops.relu(ops.cast(self.bn(self.fc1(p), training=training), p.dtype))
         return p * ops.sigmoid(self.fc2(a))
 
     def compute_output_shape(self, input_shape):

@@ -111,10 +111,10 @@ class LocalGridFeatureExtractor(keras.layers.Layer):
     def build(self, input_shape):
         c = int(input_shape[-1])
         self.expand = keras.layers.Conv2D(c * self.width, 1, name="expand")
-        self.bn1 = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+        self.bn1 = keras.layers.BatchNormalization(dtype="float32", momentum=self.bn_momentum,
                                                    epsilon=BN_EPSILON, name="bn1")
         self.reduce = keras.layers.Conv2D(c, 1, name="reduce")
-        self.bn2 = keras.layers.BatchNormalization(momentum=self.bn_momentum,
+        self.bn2 = keras.layers.BatchNormalization(dtype="float32", momentum=self.bn_momentum,
                                                    epsilon=BN_EPSILON, name="bn2")
         shape = tuple(input_shape)
         self.expand.build(shape)
@@ -124,9 +124,9 @@ class LocalGridFeatureExtractor(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        y = self.bn1(self.expand(x), training=training)
+        y = ops.cast(self.bn1(self.expand(x), training=training), x.dtype)
         y = ops.leaky_relu(y, self.negative_slope)
-        y = self.bn2(self.reduce(y), training=training)
+        y = ops.cast(self.bn2(self.reduce(y), training=training), x.dtype)
         return ops.leaky_relu(y, self.negative_slope)
 
     def compute_output_shape(self, input_shape):
@@ -250,7 +250,8 @@ class GridWiseAttention(keras.layers.Layer):
         return wmap
 
     def call(self, g, training=None):
-        return self.weight_map(g, training=training) * g               # Eq. 6
+        wmap = self.weight_map(g, training=training)    # float32 from BatchNorm when mixed
+        return ops.cast(wmap, g.dtype) * g                              # Eq. 6
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -90,17 +90,18 @@ class RegressionHead(keras.layers.Layer):
         self.variant, self.dropout_rate = variant, float(dropout)
         self.bn_momentum, self.init_scale = float(bn_momentum), float(init_scale)
         self.target_mean, self.target_std = float(target_mean), float(target_std)
-        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout")
+        self.dropout = keras.layers.Dropout(self.dropout_rate, name="dropout",
+                                            dtype=self.dtype_policy)
         self.norm = self.output_bn = None
         if variant == "standardized" and feature_norm == "batch":
-            self.norm = keras.layers.BatchNormalization(
+            self.norm = keras.layers.BatchNormalization(dtype="float32", 
                 momentum=self.bn_momentum, epsilon=BN_EPSILON, center=False, scale=False,
                 name="feature_bn")
         elif variant == "standardized" and feature_norm == "layer":
             self.norm = keras.layers.LayerNormalization(
                 epsilon=BN_EPSILON, center=False, scale=False, name="feature_ln")
         elif variant == "dan":
-            self.output_bn = keras.layers.BatchNormalization(
+            self.output_bn = keras.layers.BatchNormalization(dtype="float32", 
                 momentum=self.bn_momentum, epsilon=BN_EPSILON, name="bn")
         self.fc = None
 
@@ -110,7 +111,8 @@ class RegressionHead(keras.layers.Layer):
             init = "glorot_uniform"
         else:
             init = keras.initializers.RandomNormal(stddev=self.init_scale / c ** 0.5)
-        self.fc = keras.layers.Dense(1, kernel_initializer=init, name="fc")
+        self.fc = keras.layers.Dense(1, kernel_initializer=init, name="fc",
+                                     dtype=self.dtype_policy)
         if self.norm is not None:
             self.norm.build((None, c))
         self.fc.build((None, c))

@@ -50,7 +50,7 @@ def kaiming_fan_out():
 
 
 def _bn(name, momentum=BN_MOMENTUM):
-    return keras.layers.BatchNormalization(momentum=momentum, epsilon=BN_EPSILON, name=name)
+    return keras.layers.BatchNormalization(dtype="float32", momentum=momentum, epsilon=BN_EPSILON, name=name)
 
 
 @keras.saving.register_keras_serializable(package="hmhn")
@@ -84,7 +84,7 @@ class ResNetStem(keras.layers.Layer):
         return (b, f(h), f(w), self.width)
 
     def call(self, x, training=None):
-        y = self.bn(self.conv(self.pad1(x)), training=training)
+        y = ops.cast(self.bn(self.conv(self.pad1(x)), training=training), x.dtype)
         return self.pool(self.pad2(ops.relu(y)))
 
     def get_config(self):
@@ -117,7 +117,7 @@ class FeatureTransform(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=None):
-        return self.bn(self.conv(x), training=training)
+        return ops.cast(self.bn(self.conv(x), training=training), x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -172,9 +172,11 @@ class BasicBlock(keras.layers.Layer):
         return (b, f(h), f(w), self.filters)
 
     def call(self, x, training=None):
-        y = ops.relu(self.bn1(self.conv1(self.pad1(x)), training=training))
-        y = self.bn2(self.conv2(self.pad2(y)), training=training)
-        shortcut = self.proj_bn(self.proj(x), training=training) if self.downsample else x
+        # BatchNorm computes in float32 (mixed precision too): back to x's dtype
+        y = ops.relu(ops.cast(self.bn1(self.conv1(self.pad1(x)), training=training), x.dtype))
+        y = ops.cast(self.bn2(self.conv2(self.pad2(y)), training=training), x.dtype)
+        shortcut = (ops.cast(self.proj_bn(self.proj(x), training=training), x.dtype)
+                    if self.downsample else x)
         return ops.relu(y + shortcut)
 
     def get_config(self):
