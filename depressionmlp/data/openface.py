@@ -136,7 +136,10 @@ def read_numeric_table(path, names: list[str], wanted: list[str], *,
     """
     if engine not in ("auto", "pandas"):
         raise ValueError(f"engine must be 'auto' or 'pandas', not {engine!r}")
-    pos = sorted(names.index(c) for c in wanted)
+    first_at = {}
+    for i, c in enumerate(names):
+        first_at.setdefault(c, i)                 # names.index(c), for every c at once
+    pos = sorted(first_at[c] for c in wanted)
     if engine == "auto":
         block = read_plain_columns(path, len(names), pos)
         if block is not None:     # plain numbers only: no NaN, so only the range check
