@@ -257,8 +257,8 @@ class SegmentPredictor:
     """Segment scores of one table from one Keras model, ready to call many times.
 
     The table's inputs are batched once (256 segments a batch, table order, the
-    batches :func:`~depressionmlp.data.sampler.eval_dataset` gives) and kept as
-    tensors; the forward pass is one ``tf.function`` with a free batch dimension,
+    batches :func:`~depressionmlp.data.sampler.eval_dataset` gives) as views of its
+    arrays; the forward pass is one ``tf.function`` with a free batch dimension,
     traced once per model. Calling it after each evaluation period costs the
     forward pass only, where ``model.predict`` builds a dataset, an iterator and
     callbacks each time. Same outputs as ``model.predict`` on the same batches.
@@ -267,7 +267,8 @@ class SegmentPredictor:
     def __init__(self, model, table: SegmentTable, streams, batch_size: int = 256,
                  jit_compile: bool = False):
         self.model, self.n = model, table.n_segments
-        self.batches = [{s: tf.constant(table.arrays[s][i:i + batch_size]) for s in streams}
+        # views into the table's arrays (no second copy of a large dev set in memory)
+        self.batches = [{s: table.arrays[s][i:i + batch_size] for s in streams}
                         for i in range(0, self.n, batch_size)]
         spec = {s: tf.TensorSpec((None,) + table.arrays[s].shape[1:], tf.float32)
                 for s in streams}
