@@ -17,6 +17,14 @@ blocks **[choice]**, each one an option of ``build_model``:
   resting levels cannot be memorised exactly; the regulariser that training with
   input noise equals (a ridge penalty), and the one the classical baseline uses.
 
+Two further options (issue 8's static/dynamic split):
+
+- :class:`SplitStandardize` (``standardize="split"``): a segment's resting level
+  and its motion around it standardised separately, each to unit spread;
+- :class:`LevelJitter` (``level_jitter=sd``, training only): offsets drawn with
+  the covariance of the training segments' levels, so that whole-face identity
+  patterns are as noisy as any other direction.
+
 All live inside the saved model, so ``predict`` takes raw OpenFace-derived input.
 """
 
