@@ -104,8 +104,7 @@ def cmd_train(args) -> int:
     cfg = _load_toml_config(args.config, args)
     train.resolve_config(cfg, args.config)           # bad values: one line, before any work
     if args.resume:
-        if not Path(args.resume).is_dir():
-            raise DataError(args.resume, "no such run directory to resume")
+        train.check_resumable(args.resume)        # missing, finished, not a run: one line
         check_output_dir(args.resume, what="run directory")
     else:
         check_output_dir(args.out, what="--out folder")

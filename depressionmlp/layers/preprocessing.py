@@ -86,8 +86,26 @@ class FaceFrame(keras.layers.Layer):
         return config
 
 
+class SavedNoiseState(keras.layers.Layer):
+    """Base of the jitter layers: their random stream's position is saved with the
+    weights (Keras saves a SeedGenerator's state with neither ``save_weights`` nor
+    ``.keras``), so a resumed run draws the noise the killed run would have drawn."""
+
+    SEED_KEY = "seed_state"
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self.SEED_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        for i, v in enumerate(self.weights):
+            v.assign(store[f"{i}"])
+        if self.SEED_KEY in store.keys():          # files saved before this was kept
+            self.seed_generator.state.assign(store[self.SEED_KEY])
+
+
 @keras.saving.register_keras_serializable(package="depressionmlp")
-class ColumnJitter(keras.layers.Layer):
+class ColumnJitter(SavedNoiseState):
     """Training-time offsets per sample and column, constant over the frames.
 
     ``y = x + e`` with ``e ~ N(0, stddev^2)`` of shape (batch, 1, N), broadcast over
@@ -206,7 +224,7 @@ class SplitStandardize(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
-class LevelJitter(keras.layers.Layer):
+class LevelJitter(SavedNoiseState):
     """Training-time offsets shaped like the differences between recordings.
 
     ``y = x + stddev * (z @ L^T)`` with ``z ~ N(0, I)`` of shape (batch, 1, N),
