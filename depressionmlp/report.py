@@ -102,12 +102,42 @@ def bootstrap_replicates(y_true, preds, metric, groups=None, n_boot: int = N_BOO
     _, inv = np.unique(g, return_inverse=True)
     members = [np.flatnonzero(inv == k) for k in range(inv.max() + 1)]
     rng = np.random.default_rng(seed)
+    n_groups = len(members)
+    picks = rng.integers(0, n_groups, (n_boot, n_groups))
+    if isinstance(metric, str):
+        # a recording's weight = how often its subject was drawn: the same value as the
+        # metric of the concatenated resample, for all replicates at once
+        draws = np.zeros((n_boot, n_groups))
+        np.add.at(draws, (np.arange(n_boot)[:, None], picks), 1.0)
+        w = draws[:, inv]
+        return np.mean([_weighted_metric(metric, y, row, w) for row in p], axis=0)
     out = np.empty(n_boot)
     for b in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        idx = np.concatenate([members[k] for k in pick])
+        idx = np.concatenate([members[k] for k in picks[b]])
         out[b] = np.mean([fn(y[idx], row[idx]) for row in p])
     return out
+
+
+def _weighted_metric(name: str, y, pred, w) -> np.ndarray:
+    """Eq. 21-24 with recording weights ``w`` (B, N) -> (B,) values."""
+    tot = w.sum(axis=1)
+    err = pred - y
+    if name == "rmse":
+        return np.sqrt((w * err ** 2).sum(axis=1) / tot)
+    if name == "mae":
+        return (w * np.abs(err)).sum(axis=1) / tot
+    if name == "smape":
+        den = (np.abs(y) + np.abs(pred)) / 2.0
+        ratio = np.divide(np.abs(err), den, out=np.zeros_like(den), where=den > 0)
+        return 100.0 * (w * ratio).sum(axis=1) / tot
+    if name == "r2":
+        mean = (w * y).sum(axis=1, keepdims=True) / tot[:, None]
+        ss_tot = (w * (y - mean) ** 2).sum(axis=1)
+        ss_res = (w * err ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
+                            np.nan)
+    raise ValueError(f"unknown metric {name!r}")
 
 
 def bootstrap_ci(y_true, preds, metric, groups=None, n_boot: int = N_BOOT, seed: int = 0,
@@ -255,8 +285,8 @@ def plot_qq(residuals: dict, path) -> Path:
     """Fig. 8: one normal QQ panel of the dev residuals (pred - true) per model."""
     plt = _plt()
     rows, cols = _grid(len(residuals))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.6 * rows),
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.6 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.93, wspace=0.3, hspace=0.5)
     for ax, (name, r) in zip(axes.flat, residuals.items()):
         q = qq_data(r)
         ax.plot(q["theoretical"], q["ordered"], "o", ms=3)
@@ -288,8 +318,8 @@ def plot_roc_classes(curves: dict, class_names, path) -> Path:
     """Fig. 10: one panel per model, one one-vs-rest curve per severity class."""
     plt = _plt()
     rows, cols = _grid(len(curves))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows),
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.8 * rows), squeeze=False)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.93, wspace=0.25, hspace=0.35)
     for ax, (name, per_class) in zip(axes.flat, curves.items()):
         for cname, c in zip(class_names, per_class):
             if np.isfinite(c["auc"]):
@@ -588,10 +618,13 @@ def _model_label(meta: dict) -> tuple[str, str]:
 
 def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), protocol=None,
                  quick=False, train_overrides=None, only=None, n_boot: int = N_BOOT,
-                 heatmaps: bool = True, log=None) -> ReportResult:
+                 heatmaps: bool = True, complexity: dict | None = None,
+                 log=None) -> ReportResult:
     """Train what is missing, then write ``<out>/report.md`` and its figures.
 
-    ``only`` (config stems) and ``train_overrides`` shrink the report for tests.
+    ``only`` (config stems) and ``train_overrides`` shrink the report for tests;
+    ``complexity``: Table VI as ``{model: {"params", "flops"}}`` instead of counting
+    (:func:`depressionmlp.models.count_all` builds all eight models).
     """
     from depressionmlp.train import SCALES, load_tables, segment_settings
     t_start = time.time()
@@ -599,17 +632,18 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), pr
     if quick:
         seeds = tuple(seeds)[:1]
     out = Path(out or f"outputs/report/{corpus}")
-    if corpus == "synthetic" and not (Path(data_root) / "synthetic").exists():
-        from depressionmlp.demo import ensure_synthetic     # the bundled corpus, as `make demo`
-        ensure_synthetic(data_root)
     specs = plan_runs(corpus, data_root, seeds, protocol, quick, train_overrides, only=only)
     if not specs:
         raise DataError(None, "no experiment configs to run")
-    # the corpus must be there before anything is written (one-line DataError if not)
     first = specs[0].resolved
-    load_tables(first, segment_settings(first), ["train", "dev", "test"])
     runs_dir = out / "runs"
     before = {(s.stem, s.seed) for s in specs if find_finished(runs_dir, s)}
+    if len(before) < len(specs):
+        if corpus == "synthetic" and not (Path(data_root) / "synthetic").exists():
+            from depressionmlp.demo import ensure_synthetic   # the bundled corpus (make demo)
+            ensure_synthetic(data_root)
+        # the corpus must be there before anything is written (one-line DataError if not)
+        load_tables(first, segment_settings(first), ["train", "dev", "test"])
     run_map = ensure_runs(specs, runs_dir, log)
     run_seconds = 0.0
     for d in run_map.values():
@@ -658,9 +692,11 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), pr
     data["friedman"] = fried
 
     # ----- Table VI: params and FLOPs
-    from depressionmlp.models import count_all
-    seg_len = first["model"].get("segment_length") or segment_settings(first).segment_length
-    data["complexity"] = count_all(segment_length=int(seg_len))
+    if complexity is None:
+        from depressionmlp.models import count_all
+        seg_len = segment_settings(first).segment_length
+        complexity = count_all(segment_length=int(seg_len))
+    data["complexity"] = complexity
 
     # ----- figures
     fig4 = {}
