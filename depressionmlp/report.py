@@ -455,14 +455,20 @@ def plan_runs(corpus: str, data_root, seeds=(0, 1, 2), protocol=None, quick=Fals
                     over["train"].update(train_overrides)
                 cfg = deep_update(cfg, over)
                 resolved = resolve_config(copy.deepcopy(cfg), str(path), protocol)
-                fp = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str)
-                                    .encode()).hexdigest()[:16]
+                fp = fingerprint(resolved)
                 specs.append(RunSpec(path.stem, int(seed), cfg, str(path), protocol, fp,
                                      resolved))
     return specs
 
 
 REQUEST_FILE = "report_request.json"
+
+
+def fingerprint(resolved: dict) -> str:
+    """Hash of a resolved config without its name: two configs that train the same
+    thing (e.g. Table IV's DG+MG row and Fig. 4's M = 18 if they agreed) share a run."""
+    body = {k: v for k, v in resolved.items() if k != "name"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def find_finished(runs_dir, spec: RunSpec) -> Path | None:
@@ -477,7 +483,13 @@ def find_finished(runs_dir, spec: RunSpec) -> Path | None:
     return None
 
 
-def ensure_runs(specs: list[RunSpec], runs_dir, log=None) -> dict:
+def _train_depressionmlp(spec: RunSpec, runs_dir):
+    from depressionmlp.train import train
+    return train(copy.deepcopy(spec.config), out_base=runs_dir, source=spec.source,
+                 protocol=spec.protocol)
+
+
+def ensure_runs(specs: list[RunSpec], runs_dir, log=None, train_fn=None) -> dict:
     """Train every spec without a finished matching run; ``{(stem, seed): run_dir}``.
 
     One progress line per finished run (its time, the remaining count and an
@@ -485,29 +497,32 @@ def ensure_runs(specs: list[RunSpec], runs_dir, log=None) -> dict:
     metrics.json, which is not reused: that one run starts again.
     """
     from depressionmlp.progress import _fmt_seconds
-    from depressionmlp.train import train
+    train_fn = train_fn or _train_depressionmlp
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     runs_dir = Path(runs_dir)
-    out, todo = {}, []
+    out, todo, queued = {}, [], {}
     for s in specs:
         d = find_finished(runs_dir, s)
         if d is not None:
             out[(s.stem, s.seed)] = d
+        elif s.fingerprint in queued:         # the same training under another name
+            queued[s.fingerprint].append(s)
         else:
+            queued[s.fingerprint] = [s]
             todo.append(s)
     if out:
         log(f"report: reusing {len(out)} finished run(s), {len(todo)} to train")
     spent = []
     for i, s in enumerate(todo, 1):
         t0 = time.time()
-        run_dir, result = train(copy.deepcopy(s.config), out_base=runs_dir, source=s.source,
-                                protocol=s.protocol)
+        run_dir, result = train_fn(s, runs_dir)
         dt = time.time() - t0
         spent.append(dt)
         write_json_atomic(Path(run_dir) / REQUEST_FILE,
                           {"fingerprint": s.fingerprint, "config": s.stem, "seed": s.seed,
                            "source": s.source, "seconds": round(dt, 1)})
-        out[(s.stem, s.seed)] = Path(run_dir)
+        for same in queued[s.fingerprint]:
+            out[(same.stem, same.seed)] = Path(run_dir)
         left = len(todo) - i
         dev = result["splits"].get("dev", {}).get("rmse")
         eta = f", ~{_fmt_seconds(np.mean(spent) * left)} left" if left else ""
@@ -646,7 +661,7 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), pr
         load_tables(first, segment_settings(first), ["train", "dev", "test"])
     run_map = ensure_runs(specs, runs_dir, log)
     run_seconds = 0.0
-    for d in run_map.values():
+    for d in set(run_map.values()):
         try:
             run_seconds += json.loads((d / REQUEST_FILE).read_text()).get("seconds", 0.0)
         except (OSError, json.JSONDecodeError):
@@ -736,15 +751,16 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), pr
             heat_note = f"Heat maps not drawn: {e}"
 
     elapsed = time.time() - t_start
-    trained = len(run_map) - len(before & set(run_map))
+    reused = {run_map[k] for k in before if k in run_map}
+    trained = len(set(run_map.values()) - reused)
     data.update({"seconds": round(elapsed, 1), "run_seconds": round(run_seconds, 1),
-                 "runs_trained": trained, "runs_reused": len(run_map) - trained,
+                 "runs_trained": trained, "runs_reused": len(reused),
                  "files": [p.name for p in files]})
     md = render_markdown(data, rows_of, published, class_names, heat_note)
     write_json_atomic(out / "report.json", data)
     write_text_atomic(out / "report.md", md)
     files += [out / "report.json", out / "report.md"]
-    return ReportResult(out, files, elapsed, run_seconds, trained, len(run_map) - trained)
+    return ReportResult(out, files, elapsed, run_seconds, trained, len(reused))
 
 
 def write_heatmaps(dg_run, gmlp_run, cfg, out) -> list[Path]:
