@@ -343,6 +343,7 @@ def plot_predicted_vs_true(y_true, y_pred, path, title="") -> Path:
     ax.vlines(x, t[order], p[order], colors="tab:blue", lw=1)
     ax.plot(x, t[order], "o", color="tab:green", ms=4, label="true")
     ax.plot(x, p[order], "o", color="tab:red", ms=4, label="predicted")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("recording (sorted by true score)")
     ax.set_ylabel("score")
     ax.set_title(title, fontsize=9)
@@ -393,15 +394,15 @@ def fig6_maps(dg_model, gmlp_model, segment: dict) -> dict:
     au_gmlp = stream_output(gmlp_model, "R_AU_gmlp")
     au_dg = stream_output(dg_model, "R_AU_dg")
     return {"R_AU (input)": np.asarray(segment["R_AU"])[0],
-            "after gMLP": np.asarray(au_gmlp.predict(segment, verbose=0))[0],
-            "after DG": np.asarray(au_dg.predict(segment, verbose=0))[0]}
+            "after gMLP": np.asarray(au_gmlp(segment, training=False))[0],
+            "after DG": np.asarray(au_dg(segment, training=False))[0]}
 
 
 def fig7_maps(dg_model, segment: dict) -> dict:
     """Fig. 7 for one segment: the streams after Mutual Guidance (D_UX, D_UY, D_PU)."""
     import keras
     guided = keras.Model(dg_model.inputs, dg_model.get_layer("mutual_guidance").output)
-    d_ux, d_uy, d_pu = (np.asarray(t)[0] for t in guided.predict(segment, verbose=0))
+    d_ux, d_uy, d_pu = (np.asarray(t)[0] for t in guided(segment, training=False))
     return {"D_UX (Eq. 18)": d_ux, "D_UY (Eq. 18)": d_uy, "D_PU (Eq. 16)": d_pu}
 
 
@@ -689,9 +690,15 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), pr
     published = load_published("depressionmlp")
     paper_rows = published.get(corpus, {}).get("rows", {}) if published else {}
 
+    from depressionmlp.models import MODEL_NAMES
+    inputs_order = {"all": 0, "xy": 1, "au": 2}
+
     def rows_of(prefix):
-        sel = [s for s in data["rows"] if s.startswith(prefix)] + (
-            [BASELINE] if BASELINE in data["rows"] else [])
+        sel = sorted((s for s in data["rows"] if s.startswith(prefix)),
+                     key=lambda s: (list(MODEL_NAMES).index(data["rows"][s]["model"])
+                                    if data["rows"][s]["model"] in MODEL_NAMES else 99,
+                                    inputs_order.get(data["rows"][s]["inputs"], 9)))
+        sel += [BASELINE] if BASELINE in data["rows"] else []
         return [(data["rows"][s]["model"], data["rows"][s]["inputs"], data["rows"][s]["dev"])
                 for s in sel]
 
@@ -705,6 +712,9 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0, 1, 2), pr
             f["seed"] = seed
             fried.append(f)
     data["friedman"] = fried
+    if BASELINE in meta:
+        data["mean_predictor"] = {sp: r.get("mean_predictor")
+                                  for sp, r in meta[BASELINE]["splits"].items()}
 
     # ----- Table VI: params and FLOPs
     if complexity is None:
@@ -795,6 +805,11 @@ def render_markdown(data: dict, rows_of, published: dict, class_names, heat_note
          "The column *paper* holds the paper's own numbers where its text keeps them "
          "(experiments/published/depressionmlp.toml); they are never part of our "
          "statistics.", ""]
+    mp = (data.get("mean_predictor") or {}).get("dev")
+    if mp:
+        L += [f"Reference: the mean predictor (the training mean for every recording) has dev "
+              f"RMSE {mp['rmse']:.2f}, MAE {mp['mae']:.2f}; a model must beat it to have "
+              "learnt anything.", ""]
     L += ["## Table III: DG module (model x inputs)", "", regression_table(rows_of("table3_")),
           "", "## Table IV: MG module", "", regression_table(rows_of("table4_")), ""]
     L += ["## Table V: Friedman test (dev absolute errors of the eight models)", ""]
