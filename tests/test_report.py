@@ -303,10 +303,9 @@ def test_resume_skips_finished_runs(tmp_path):
 # --------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow
-def test_report_end_to_end_tiny_corpus(tmp_path, capsys):
+def test_report_end_to_end_tiny_corpus(tmp_path):
     """The CLI on a tiny generated corpus: trains a reduced list, then reuses it all."""
     from depressionmlp import synth
-    from depressionmlp.cli import main
     synth.generate_corpus(tmp_path / "data" / "synthetic", n_subjects=16, seed=2,
                           duration_s=(10, 12))
     only = {"baseline_ridge", "table3_gmlp_all", "table4_dg_mg", "fig4_m12"}
@@ -325,9 +324,16 @@ def test_report_end_to_end_tiny_corpus(tmp_path, capsys):
     assert data["complexity"]["DG+MG+Linear"] == count(build_model("DG+MG+Linear", "all", 18, 68))
     r2 = report.build_report("synthetic", **kw)
     assert r2.runs_trained == 0 and r2.runs_reused == 7
-    # a missing corpus: one line, exit 2
+
+
+def test_report_missing_corpus_one_line(tmp_path, capsys):
+    """A missing corpus: the loaders' one-line message, exit 2, nothing written."""
+    from depressionmlp.cli import main
+    capsys.readouterr()
     rc = main(["report", "--corpus", "avec2013", "--data-root", str(tmp_path / "none"),
                "--out", str(tmp_path / "r2"), "--quick"])
     err = capsys.readouterr().err
-    assert rc == 2 and len([ln for ln in err.splitlines() if ln.strip()]) == 1
-    assert not (tmp_path / "r2" / "runs").exists()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and len(lines) == 1, err
+    assert lines[0].startswith("depressionmlp: error: ") and "avec2013" in lines[0]
+    assert not (tmp_path / "r2").exists()
