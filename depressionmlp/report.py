@@ -484,10 +484,23 @@ def find_finished(runs_dir, spec: RunSpec) -> Path | None:
     return None
 
 
-def _train_depressionmlp(spec: RunSpec, runs_dir):
+def find_started(runs_dir, spec: RunSpec) -> Path | None:
+    """A run directory of the same resolved config that a killed report left unfinished
+    (its request written, no metrics.json): the run continues there."""
+    for req in sorted(Path(runs_dir).glob(f"*/{REQUEST_FILE}")):
+        try:
+            r = json.loads(req.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if r.get("fingerprint") == spec.fingerprint and not (req.parent / "metrics.json").exists():
+            return req.parent
+    return None
+
+
+def _train_depressionmlp(spec: RunSpec, runs_dir, resume_dir=None):
     from depressionmlp.train import train
     return train(copy.deepcopy(spec.config), out_base=runs_dir, source=spec.source,
-                 protocol=spec.protocol)
+                 protocol=spec.protocol, resume_dir=resume_dir)
 
 
 def ensure_runs(specs: list[RunSpec], runs_dir, log=None, train_fn=None) -> dict:
@@ -495,8 +508,10 @@ def ensure_runs(specs: list[RunSpec], runs_dir, log=None, train_fn=None) -> dict
 
     One progress line per finished run (its time, the remaining count and an
     estimate of the time left). A run killed half-way leaves a directory without
-    metrics.json, which is not reused: that one run starts again.
+    metrics.json; the next report continues that run in its directory (the trainers'
+    ``resume_dir``: BackupAndRestore state, the dev-selection history).
     """
+    from depressionmlp.runs import new_run_dir
     from depressionmlp.progress import _fmt_seconds
     train_fn = train_fn or _train_depressionmlp
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -516,12 +531,22 @@ def ensure_runs(specs: list[RunSpec], runs_dir, log=None, train_fn=None) -> dict
     spent = []
     for i, s in enumerate(todo, 1):
         t0 = time.time()
-        run_dir, result = train_fn(s, runs_dir)
+        run_dir = find_started(runs_dir, s)
+        request = {"fingerprint": s.fingerprint, "config": s.stem, "seed": s.seed,
+                   "source": s.source}
+        before = 0.0
+        if run_dir is None:
+            run_dir = new_run_dir(runs_dir, s.resolved.get("name", s.stem))
+        else:
+            before = json.loads((run_dir / REQUEST_FILE).read_text()).get("seconds", 0.0)
+            log(f"report: continuing the unfinished run {run_dir.name}")
+        write_json_atomic(run_dir / REQUEST_FILE, {**request, "seconds": before,
+                                                   "status": "started"})
+        run_dir, result = train_fn(s, runs_dir, resume_dir=run_dir)
         dt = time.time() - t0
         spent.append(dt)
         write_json_atomic(Path(run_dir) / REQUEST_FILE,
-                          {"fingerprint": s.fingerprint, "config": s.stem, "seed": s.seed,
-                           "source": s.source, "seconds": round(dt, 1)})
+                          {**request, "seconds": round(before + dt, 1), "status": "finished"})
         for same in queued[s.fingerprint]:
             out[(same.stem, same.seed)] = Path(run_dir)
         left = len(todo) - i

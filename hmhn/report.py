@@ -81,10 +81,10 @@ def _canonical(resolved: dict) -> dict:
     return c
 
 
-def _train_hmhn(spec: R.RunSpec, runs_dir):
+def _train_hmhn(spec: R.RunSpec, runs_dir, resume_dir=None):
     from hmhn.train import train
     return train(copy.deepcopy(spec.config), out_base=runs_dir, source=spec.source,
-                 quick=spec.protocol == "quick")
+                 quick=spec.protocol == "quick", resume_dir=resume_dir)
 
 
 def _key(stem: str) -> str:

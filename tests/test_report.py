@@ -298,6 +298,24 @@ def test_resume_skips_finished_runs(tmp_path):
     (half / report.REQUEST_FILE).write_text(json.dumps({"fingerprint": specs[1].fingerprint}))
     assert report.find_finished(tmp_path / "runs", specs[0]) == done
     assert report.find_finished(tmp_path / "runs", specs[1]) is None
+    assert report.find_started(tmp_path / "runs", specs[1]) == half
+    assert report.find_started(tmp_path / "runs", specs[0]) is None
+    # the next report continues the killed run in its own directory
+    calls = []
+
+    def fake_train(spec, runs_dir, resume_dir=None):
+        calls.append((spec.stem, resume_dir))
+        (resume_dir / "metrics.json").write_text(json.dumps({"name": spec.stem,
+                                                             "splits": {"dev": {"rmse": 1.0}}}))
+        return resume_dir, {"name": spec.stem, "splits": {"dev": {"rmse": 1.0}}}
+
+    logs = []
+    got = report.ensure_runs(specs, tmp_path / "runs", logs.append, train_fn=fake_train)
+    assert calls == [("table4_dg_mg", half)]
+    assert got == {("baseline_ridge", 0): done, ("table4_dg_mg", 0): half}
+    req = json.loads((half / report.REQUEST_FILE).read_text())
+    assert req["status"] == "finished" and req["fingerprint"] == specs[1].fingerprint
+    assert any("continuing" in m for m in logs) and any("[1/1]" in m for m in logs)
 
 
 # --------------------------------------------------------------------------- end to end
