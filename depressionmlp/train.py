@@ -430,8 +430,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     train_table = _merge_tables([tables[s] for s in d["train_splits"]])
     dev_table = tables[d["select_split"]]
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
-    if resume_dir:
-        check_resumable(run_dir)
+    if resume_dir:                 # a folder prepared by the caller may not have started yet
+        check_resumable(run_dir, require_started=False)
         clean_stray_files(run_dir)
     if cfg["model"]["name"] == classical.MODEL_NAME:
         return _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir)
@@ -491,15 +491,16 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     return run_dir, result
 
 
-def check_resumable(run_dir) -> None:
-    """``--resume`` needs a run directory that started and has not finished."""
+def check_resumable(run_dir, require_started: bool = True) -> None:
+    """``--resume`` needs a run directory that started (``require_started``: it has
+    its config.json) and has not finished (no metrics.json)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(run_dir, "no such run directory to resume")
     if (run_dir / "metrics.json").exists():
         raise DataError(run_dir, "this run finished (metrics.json is there); nothing to "
                                  "resume: start a new run instead")
-    if not (run_dir / "config.json").exists():
+    if require_started and not (run_dir / "config.json").exists():
         raise DataError(run_dir, "not a run directory (no config.json): nothing to resume")
 
 
