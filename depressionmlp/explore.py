@@ -173,13 +173,8 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
         return _hmhn_frame_scores(run_dir, split, wanted, data_root)
     from depressionmlp import train as T
     model, cfg = T.load_run(run_dir)
-    cfg = T.resolve_config({k: v for k, v in cfg.items() if k != "resolved"})
-    if data_root is not None:
-        cfg["data"]["data_root"] = str(data_root)
-    if cache_dir is not None:
-        cfg["data"]["cache_dir"] = str(cache_dir)
+    table, cfg = load_table(run_dir, split, data_root=data_root, cache_dir=cache_dir)
     settings = T.segment_settings(cfg)
-    table = T.load_tables(cfg, settings, [split])[split]
     seg = T.predict_segments(model, table, T.model_streams(cfg))
     out = []
     for r, rid in enumerate(table.recording_ids):
@@ -190,6 +185,41 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
                     "scores": s, "time": np.arange(len(s)) * settings.stride / settings.fps,
                     "time_label": "segment start (s)", "score": float(np.mean(s))})
     return out
+
+
+def load_table(run_dir, split: str = "dev", *, data_root=None, cache_dir=None):
+    """``(SegmentTable, resolved config)``: every segment of one split of a DepressionMLP
+    run's corpus, segmented as the run was (``data_root`` / ``cache_dir`` override)."""
+    from depressionmlp import train as T
+    _, cfg = run_files_config(run_dir)
+    cfg = T.resolve_config({k: v for k, v in cfg.items() if k != "resolved"})
+    if data_root is not None:
+        cfg["data"]["data_root"] = str(data_root)
+    if cache_dir is not None:
+        cfg["data"]["cache_dir"] = str(cache_dir)
+    return T.load_tables(cfg, T.segment_settings(cfg), [split])[split], cfg
+
+
+def run_files_config(run_dir) -> tuple[Path, dict]:
+    """``(model file, config)`` of a run directory of either model."""
+    from depressionmlp.runs import run_files
+    p = Path(run_dir)
+    if p.is_dir() and not (p / "best.keras").exists():
+        from depressionmlp import classical
+        if (p / classical.MODEL_FILE).exists():
+            p = p / classical.MODEL_FILE
+    return run_files(p, "python -m depressionmlp train / python -m hmhn train")
+
+
+def stream_model(model, prefix: str):
+    """Sub-model from a DepressionMLP model's inputs to the output of its last layer
+    whose name starts with ``prefix`` (e.g. ``"R_AU_dg"``: the AU stream after Dual
+    Gating, Fig. 6; ``"mutual_guidance"``: D_UX, D_UY, D_PU, Fig. 7)."""
+    import keras
+    layers = [l for l in model.layers if l.name.startswith(prefix)]
+    if not layers:
+        raise ValueError(f"model {model.name} has no layer named {prefix}*")
+    return keras.Model(model.inputs, layers[-1].output, name=f"{model.name}_{prefix}")
 
 
 def _hmhn_frame_scores(run_dir, split, wanted, data_root):
@@ -246,12 +276,16 @@ def _axes(ax, figsize):
 
 
 def draw_bands(ax, scale: str = "bdi2", axis: str = "y", labels: bool = True) -> None:
-    """Shade the severity bands along ``axis`` ("x" or "y") of ``ax``."""
+    """Shade the severity bands along ``axis`` ("x" or "y") of ``ax``; set the axis
+    limits first: bands outside them get no label."""
+    vmin, vmax = ax.get_ylim() if axis == "y" else ax.get_xlim()
     for band, colour in zip(severity_bands(scale), BAND_COLOURS):
         lo, hi = band["low"] - 0.5 if band["low"] else 0, band["high"] + 0.5
         span = ax.axhspan if axis == "y" else ax.axvspan
         span(lo, hi, color=colour, alpha=0.6, lw=0, zorder=0)
-        if labels:
+        if labels and vmin <= (max(lo, vmin) + min(hi, vmax)) / 2 <= vmax and hi > vmin \
+                and lo < vmax:
+            lo, hi = max(lo, vmin), min(hi, vmax)
             if axis == "y":
                 ax.text(1.0, (lo + hi) / 2, f" {band['name']}", transform=ax.get_yaxis_transform(),
                         va="center", ha="left", fontsize=8, color="0.3", clip_on=False)
@@ -268,13 +302,13 @@ def plot_predicted_vs_true(rows, scale: str = "bdi2", ax=None, title: str = ""):
     t = np.array([r["true"] for r in rows])
     p = np.array([r["predicted"] for r in rows])
     hi = float(min(top, max(np.max(t, initial=0), np.max(p, initial=0)) + 3))
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
     draw_bands(ax, scale, "y", labels=True)
     for band in severity_bands(scale)[1:]:
         ax.axvline(band["low"] - 0.5, color="0.6", lw=0.6, zorder=1)
     ax.plot([0, hi], [0, hi], "--", color="0.3", lw=1, zorder=2)
     ax.scatter(t, p, s=22, color="C0", edgecolor="k", lw=0.4, zorder=3)
-    ax.set_xlim(0, hi)
-    ax.set_ylim(0, hi)
     lab = SCALE_LABELS.get(scale, scale)
     ax.set_xlabel(f"true {lab}")
     ax.set_ylabel(f"predicted {lab}")
@@ -310,6 +344,10 @@ def plot_segment_scores(series, scale: str = "bdi2", ax=None):
     """Each recording's segment (frame) scores over time, the severity bands shaded, its
     true score dotted and its mean (the recording's prediction) dashed."""
     fig, ax = _axes(ax, (8, 3.8))
+    lo = min((float(np.min(s["scores"])) for s in series), default=0.0)
+    hi = max([float(np.max(s["scores"])) for s in series] + [s["true"] for s in series]
+             + [20.0])
+    ax.set_ylim(max(0.0, lo - 3), hi + 3)
     draw_bands(ax, scale, "y", labels=True)
     for i, s in enumerate(series):
         c = f"C{i % 10}"
@@ -317,10 +355,6 @@ def plot_segment_scores(series, scale: str = "bdi2", ax=None):
                 label=f"{s['recording_id']} (true {s['true']:.0f}, mean {s['score']:.1f})")
         ax.axhline(s["true"], color=c, ls=":", lw=1.2)
         ax.axhline(s["score"], color=c, ls="--", lw=0.8)
-    lo = min((float(np.min(s["scores"])) for s in series), default=0.0)
-    hi = max([float(np.max(s["scores"])) for s in series] + [s["true"] for s in series]
-             + [20.0])
-    ax.set_ylim(max(0.0, lo - 3), min(metrics.SEVERITY_SCALES[scale]["max"], hi + 3))
     if series:
         ax.set_xlabel(series[0]["time_label"])
     ax.set_ylabel(f"segment score ({SCALE_LABELS.get(scale, scale)})")
@@ -352,6 +386,7 @@ def plot_largest_errors(rows, n: int = 8, scale: str = "bdi2", ax=None):
     on the severity bands, joined by the error."""
     worst = largest_errors(rows, n)
     fig, ax = _axes(ax, (6, 0.4 * max(len(worst), 3) + 1))
+    ax.set_xlim(0, metrics.SEVERITY_SCALES[scale]["max"])
     draw_bands(ax, scale, "x", labels=True)
     for i, r in enumerate(worst):
         ax.plot([r["true"], r["predicted"]], [i, i], color="0.3", lw=1, zorder=2)
@@ -362,7 +397,6 @@ def plot_largest_errors(rows, n: int = 8, scale: str = "bdi2", ax=None):
     ax.set_yticklabels([f"{r['recording_id']} ({r['predicted'] - r['true']:+.1f})"
                         for r in worst], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlim(0, metrics.SEVERITY_SCALES[scale]["max"])
     ax.set_xlabel(SCALE_LABELS.get(scale, scale))
     if worst:
         ax.legend(fontsize=8, loc="lower right")
