@@ -248,15 +248,17 @@ def pick_recordings(rows, n: int = 2) -> list[str]:
 
 
 def quick_run(out_dir, steps: int = 300, *, n_subjects: int = 24, seed: int = 3,
-              duration_s=(10, 14), model: str = "DG+MG+Linear") -> Path:
+              duration_s=(10, 14), model: str = "DG+MG+Linear", cue: str = "dynamic") -> Path:
     """Train a small DepressionMLP run (default protocol, ``steps`` optimiser steps) on a
-    synthetic corpus written to ``<out_dir>/data``; segments cached in
+    synthetic corpus written under ``<out_dir>`` (:func:`depressionmlp.synth.generate_corpus`
+    with ``n_subjects``, ``seed``, ``duration_s``, ``cue``); segments cached in
     ``<out_dir>/cache``; returns the run directory (under ``<out_dir>/runs``)."""
     from depressionmlp import synth, train as T
     out_dir = Path(out_dir)
-    data_root = out_dir / "data"
+    # one corpus folder per generator setting, so a second run reuses it
+    data_root = out_dir / f"data-{n_subjects}-{seed}-{cue}-{duration_s[0]}-{duration_s[1]}"
     synth.generate_corpus(data_root / "synthetic", n_subjects=n_subjects, seed=seed,
-                          duration_s=tuple(duration_s))
+                          duration_s=tuple(duration_s), cue=cue)
     cfg = {"name": f"quick-{model}", "model": {"name": model, "inputs": "all"},
            "data": {"corpus": "synthetic", "data_root": str(data_root),
                     "cache_dir": str(out_dir / "cache")},

@@ -31,6 +31,29 @@ INLINE = "module://matplotlib_inline.backend_inline"
 FIGURE_CALLS = ("save_png(", "savefig(")
 
 
+#: stderr lines of TensorFlow's start-up and tracing chatter, dropped from saved outputs
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "triggered tf.function retracing",
+         "Kernel is running over TCP")
+
+
+def drop_noise(nb) -> None:
+    """Remove TensorFlow's log chatter (:data:`NOISE`) from the stderr outputs of ``nb``,
+    and stderr outputs left empty."""
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        kept = []
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+                lines = [l for l in o["text"].splitlines(keepends=True)
+                         if not any(n in l for n in NOISE)]
+                if not "".join(lines).strip():
+                    continue
+                o["text"] = "".join(lines)
+            kept.append(o)
+        c["outputs"] = kept
+
+
 def inject_parameters(nb, params: dict) -> str:
     """Append ``NAME = repr(value)`` lines to the cell tagged ``parameters``; returns the
     cell's original source (ValueError when no cell carries the tag)."""
@@ -69,6 +92,7 @@ def execute(path, params: dict | None = None, *, cwd=None, timeout: int = 1800,
         else:
             os.environ["MPLBACKEND"] = saved
     if write_to is not None:
+        drop_noise(nb)
         next(c for c in nb.cells
              if "parameters" in c.get("metadata", {}).get("tags", [])).source = original
         nbformat.write(nb, Path(write_to))

@@ -206,14 +206,18 @@ def quick_run(out_dir, *, input_size: int = 64, width: int = 32, heads: int = 4,
     """Train a small row-E HMHN (default protocol, ``width`` first-stage channels: 64 =
     ResNet-18) on a synthetic face corpus written to ``<out_dir>/data``; returns the run
     directory (under ``<out_dir>/runs``)."""
-    from hmhn.cli import ensure_synthetic_faces
+    import json
+    from hmhn.data.synth import generate_faces
     from hmhn.train import train
     out_dir = Path(out_dir)
     data_root = out_dir / "data"
     corpus = "synthetic-faces-notebook"
-    ensure_synthetic_faces(data_root, corpus, n_subjects=int(n_subjects),
-                           frames_per_video=int(frames_per_video), size=int(input_size),
-                           seed=int(seed))
+    params = {"n_subjects": int(n_subjects), "frames_per_video": int(frames_per_video),
+              "size": int(input_size), "seed": int(seed)}
+    manifest = data_root / corpus / "manifest.json"
+    have = json.loads(manifest.read_text()).get("parameters", {}) if manifest.exists() else {}
+    if any(have.get(k) != v for k, v in params.items()):       # else: reuse the corpus
+        generate_faces(data_root / corpus, **params)
     cfg = {"name": "hmhn-quick",
            "model": {"row": "E", "input_size": int(input_size), "width": int(width),
                      "heads": int(heads), "grid": grid},
