@@ -405,10 +405,9 @@ def plot_largest_errors(rows, n: int = 8, scale: str = "bdi2", ax=None):
     return fig
 
 
-def save_png(fig, path, dpi: int = 100) -> Path:
-    """Write ``fig`` as a PNG (folders created); returns the path. The figure stays open,
-    so Jupyter still shows it inline."""
+def save_png(fig, path, dpi: int = 100) -> None:
+    """Write ``fig`` as a PNG (folders created). The figure stays open, so Jupyter still
+    shows it inline; nothing is returned, so the call can end a notebook cell."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    return path

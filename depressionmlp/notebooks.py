@@ -37,14 +37,14 @@ NOISE = ("absl::InitializeLog", "oneDNN custom operations", "triggered tf.functi
 
 
 def drop_noise(nb) -> None:
-    """Remove TensorFlow's log chatter (:data:`NOISE`) from the stderr outputs of ``nb``,
-    and stderr outputs left empty."""
+    """Remove TensorFlow's log chatter (:data:`NOISE`) from the stream outputs of ``nb``
+    (stdout and stderr), and stream outputs left empty."""
     for c in nb.cells:
         if c.cell_type != "code":
             continue
         kept = []
         for o in c.get("outputs", []):
-            if o.get("output_type") == "stream" and o.get("name") == "stderr":
+            if o.get("output_type") == "stream":
                 lines = [l for l in o["text"].splitlines(keepends=True)
                          if not any(n in l for n in NOISE)]
                 if not "".join(lines).strip():

@@ -4,7 +4,8 @@ For each image, the spatial attention map of every cross-attention head
 (:meth:`hmhn.layers.SpatialAttention.attention_map`, ``(h, w)`` = 7 x 7 at 224 input)
 is upsampled to the image, min-max normalised per head, and drawn as a heatmap over
 the face: one PNG per image, the original in the first column and one head per
-column after it (matplotlib, Agg backend). Rows D and E only (they have heads).
+column after it (a matplotlib Figure drawn off screen, whatever the backend). Rows D
+and E only (they have heads).
 
 For notebooks (``notebooks/hmhn_attention.ipynb``, HMHN's Fig. 8 style), as data:
 :func:`gwa_tile_weights` (Grid-Wise Attention's weight per tile, Eq. 5),
@@ -62,11 +63,10 @@ def upsample_maps(maps: np.ndarray, size: int) -> np.ndarray:
 def save_figure(path, image: np.ndarray, maps: np.ndarray, title: str = "",
                 alpha: float = 0.5) -> None:
     """One row: the face, then one heatmap overlay per head (``maps`` (k, S, S) in [0, 1])."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure      # no pyplot: leaves the session's backend alone
     k = len(maps)
-    fig, axes = plt.subplots(1, k + 1, figsize=(2.2 * (k + 1), 2.4))
+    fig = Figure(figsize=(2.2 * (k + 1), 2.4))
+    axes = fig.subplots(1, k + 1)
     axes = np.atleast_1d(axes)
     axes[0].imshow(image)
     axes[0].set_title("input", fontsize=9)
@@ -80,7 +80,6 @@ def save_figure(path, image: np.ndarray, maps: np.ndarray, title: str = "",
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def explain(model_path, images, out) -> list[Path]:

@@ -105,8 +105,8 @@ def test_figures_draw_the_numbers(tmp_path):
     fig5 = explore.plot_training_curves(explore.training_curves(
         [{"epoch": 1, "step": 5, "loss": 2.0, "dev_rmse": 3.0, "dev_mae": 2.5, "best": True}]))
     for i, f in enumerate((fig, fig2, fig3, fig4, fig5)):
-        p = explore.save_png(f, tmp_path / "f" / f"{i}.png")
-        assert p.read_bytes()[:4] == b"\x89PNG"
+        explore.save_png(f, tmp_path / "f" / f"{i}.png")
+        assert (tmp_path / "f" / f"{i}.png").read_bytes()[:4] == b"\x89PNG"
     plt.close("all")
 
 
