@@ -36,12 +36,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- places
 
-def default_out_dir(name: str = "notebooks") -> Path:
-    """Where notebooks write caches, runs and PNGs: ``<repo>/outputs/<name>`` in a
-    source checkout (``outputs/`` is git-ignored), else a folder in the temp dir."""
+def default_out_dir(name: str) -> Path:
+    """Where notebook ``name`` writes caches, runs and PNGs: ``<repo>/outputs/notebooks/
+    <name>`` in a source checkout (``outputs/`` is git-ignored), else a folder in the
+    temp dir; never under ``notebooks/``."""
     if (REPO_ROOT / "pyproject.toml").exists() and (REPO_ROOT / "depressionmlp").is_dir():
-        return REPO_ROOT / "outputs" / name
-    return Path(tempfile.gettempdir()) / "depressionkit" / name
+        return REPO_ROOT / "outputs" / "notebooks" / name
+    return Path(tempfile.gettempdir()) / "depressionkit" / "notebooks" / name
 
 
 # --------------------------------------------------------------------------- reading

@@ -20,6 +20,12 @@ def _rows(scale="bdi2"):
              "severity_predicted": metrics.severity_name(p, scale)} for r, t, p in ROWS]
 
 
+def test_notebook_outputs_go_to_the_ignored_outputs_folder():
+    out = explore.default_out_dir("explore_run")
+    assert out.parts[-3:] == ("outputs", "notebooks", "explore_run")
+    assert "notebooks" not in out.relative_to(explore.REPO_ROOT).parts[:1]
+
+
 def test_severity_bands_are_the_bdi2_classes():
     assert [(b["name"], b["low"], b["high"]) for b in explore.severity_bands("bdi2")] == [
         ("minimal", 0, 13), ("mild", 14, 19), ("moderate", 20, 28), ("severe", 29, 63)]
