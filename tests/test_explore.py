@@ -65,8 +65,8 @@ def test_read_run_of_either_model(tmp_path):
     (d / "history.json").write_text(json.dumps(
         [{"epoch": 1, "step": 50, "loss": 9.0, "dev_rmse": 8.0, "dev_mae": 7.0, "best": True},
          {"epoch": 2, "step": 100, "loss": 7.0, "dev_rmse": 8.5, "dev_mae": 7.5, "best": False}]))
-    write_predictions_csv(d / "predictions_dev.csv", [dict(r, severity_true="", severity_predicted="")
-                                                      for r in _rows()])
+    write_predictions_csv(d / "predictions_dev.csv",
+                          [dict(r, severity_true="", severity_predicted="") for r in _rows()])
     run = explore.read_run(d)
     assert run["kind"] == "depressionmlp" and run["scale"] == "bdi2"
     dev = run["predictions"]["dev"]

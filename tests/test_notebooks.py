@@ -91,7 +91,7 @@ def test_hmhn_attention_notebook(tmp_path):
     assert "head shares" in _text(nb)
 
 
-@pytest.mark.slow   # two trainings: ~50 s of CPU even at 2 steps (the cheap test covers its figures)
+@pytest.mark.slow   # two trainings: ~50 s of CPU at 2 steps; the cheap test covers its figures
 def test_fig6_fig7_heatmaps(tmp_path):
     out = tmp_path / "figs"
     nb = _run("fig6_fig7_heatmaps.ipynb", {"STEPS": 2, "N_SUBJECTS": 8}, out)
