@@ -8,6 +8,8 @@
 #   make learnability [SEEDS="0 1 2"]   does each model learn what is in the data?
 #   make report CORPUS=... [PROTOCOL=..] [SEEDS="0 1 2"] [QUICK=1]   every table and figure
 #        of the paper -> outputs/report/<corpus>/report.md (reuses finished runs; resumable)
+#   make notebooks   re-execute notebooks/*.ipynb in place (figures inline, for the web page);
+#                    NOTEBOOK_ARGS="notebooks/explore_run.ipynb -p STEPS=60" for one / other parameters
 # GPU: when nvidia-smi answers, the venv gets tensorflow[and-cuda] and runs use XLA (--jit).
 
 SHELL := /bin/bash
@@ -24,9 +26,10 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TF_EXTRA := $(if $(HAS_GPU),gpu,cpu)
 JIT ?= $(if $(HAS_GPU),--jit,)
 PYTEST_ARGS ?=
+NOTEBOOK_ARGS ?=
 export DATA_ROOT
 
-.PHONY: all venv demo test test-slow synth bench count clean learnability \
+.PHONY: all venv demo test test-slow synth bench count clean learnability notebooks \
         ablation-dg ablation-mg sweep-m test-avec2013 test-avec2014 test-daic report
 
 all: demo
@@ -53,6 +56,11 @@ test-slow: venv
 
 count: venv
 	$(PY) -m depressionmlp count
+
+# Each notebook in a fresh kernel (nbclient; no jupyter command needed), written back with
+# its outputs; caches, runs and PNGs go to outputs/notebooks/ (git-ignored).
+notebooks: venv
+	$(PY) -m depressionmlp.notebooks $(NOTEBOOK_ARGS)
 
 bench: venv
 	$(PY) -m depressionmlp.bench --out $(OUT)/bench
