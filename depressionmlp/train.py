@@ -452,7 +452,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                   jit_compile=t["jit_compile"])
 
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
-                       "scale": scale, "params": int(model.count_params()),
+                       "scale": scale, "params": trainable_params(model),
                        "steps": n_evals * eval_every, "eval_every": eval_every,
                        "steps_per_balanced_epoch": epoch_steps}
     write_json_atomic(run_dir / "config.json", cfg)
@@ -477,7 +477,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     train_seconds = selection.train_seconds
 
     best = load_model_file(run_dir / "best.keras")
-    result = _result_header(cfg, best.count_params())
+    result = _result_header(cfg, trainable_params(best))
     result.update({"best_epoch": selection.best_epoch + 1,
                    "best_step": (selection.best_epoch + 1) * eval_every,
                    "epochs_run": len(selection.history),
@@ -508,6 +508,12 @@ def _stopped_early(selection: RecordingLevelSelection, t: dict) -> bool:
     """A resumed run whose committed state already met its patience."""
     return (t["patience"] is not None and selection.history
             and selection.epochs_done - 1 - selection.best_epoch >= t["patience"])
+
+
+def trainable_params(model) -> int:
+    """Trainable parameters (Table VI's count; the input-conditioning statistics of
+    the default protocol are non-trainable and not counted)."""
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
 
 def _result_header(cfg: dict, params: int) -> dict:
