@@ -6,6 +6,10 @@
 #   make test-avec2013 | test-avec2014 | test-daic          make sweep-m       Fig. 4
 #   PROTOCOL=paper|default (default: each config's own, else default)
 #   make learnability [SEEDS="0 1 2"]   does each model learn what is in the data?
+#   make report CORPUS=... [PROTOCOL=..] [SEEDS="0 1 2"] [QUICK=1]   every table and figure
+#        of the paper -> outputs/report/<corpus>/report.md (reuses finished runs; resumable)
+#   make notebooks   re-execute notebooks/*.ipynb in place (figures inline, for the web page);
+#                    NOTEBOOK_ARGS="notebooks/explore_run.ipynb -p STEPS=60" for one / other parameters
 # GPU: when nvidia-smi answers, the venv gets tensorflow[and-cuda] and runs use XLA (--jit).
 
 SHELL := /bin/bash
@@ -22,10 +26,11 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TF_EXTRA := $(if $(HAS_GPU),gpu,cpu)
 JIT ?= $(if $(HAS_GPU),--jit,)
 PYTEST_ARGS ?=
+NOTEBOOK_ARGS ?=
 export DATA_ROOT
 
-.PHONY: all venv demo test test-slow synth bench count clean learnability \
-        ablation-dg ablation-mg sweep-m test-avec2013 test-avec2014 test-daic
+.PHONY: all venv demo test test-slow synth bench count clean learnability notebooks \
+        ablation-dg ablation-mg sweep-m test-avec2013 test-avec2014 test-daic report
 
 all: demo
 
@@ -52,6 +57,11 @@ test-slow: venv
 count: venv
 	$(PY) -m depressionmlp count
 
+# Each notebook in a fresh kernel (nbclient; no jupyter command needed), written back with
+# its outputs; caches, runs and PNGs go to outputs/notebooks/ (git-ignored).
+notebooks: venv
+	$(PY) -m depressionmlp.notebooks $(NOTEBOOK_ARGS)
+
 bench: venv
 	$(PY) -m depressionmlp.bench --out $(OUT)/bench
 
@@ -69,6 +79,15 @@ ablation-dg: venv
 
 ablation-mg: venv
 	$(call run_configs,ablation-mg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml $(wildcard experiments/table4_*.toml))
+
+# Every table and figure of the DepressionMLP paper: trains what is missing (one run per
+# config x seed, reused while its resolved config is unchanged), then report.md + PNGs.
+QUICK ?=
+REPORT_QUICK := $(if $(filter 1 true yes,$(QUICK)),--quick,)
+report: venv
+	$(PY) -m depressionmlp report --corpus $(CORPUS) --data-root $(DATA_ROOT) \
+	  --out $(OUT)/report/$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)) --seeds $(SEEDS) \
+	  $(PROTOCOL_ARG) $(REPORT_QUICK) $(if $(JIT),--jit,)
 
 # The learnability suite: generated corpora (score in one place each, or mixed) x
 # {noise floor, mean predictor, StatsRidge, DG+MG default, DG+MG paper, single stream} x seeds.

@@ -9,6 +9,7 @@ Commands:
     count [--json]                             params and FLOPs per model (Table VI)
     export --model RUN --out DIR [--tflite]    SavedModel (and TFLite) for deployment
     summarize --runs DIR                       one table over run directories (+ Friedman test)
+    report --corpus C [--seeds ..] [--quick]   every table and figure of the paper (make report)
     demo                                       synth (if needed) + train + evaluate + report
 
 Bad input of any kind ends with one line ``depressionmlp: error: <file>: <problem>``
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -112,8 +114,7 @@ def cmd_train(args) -> int:
     cfg = _load_toml_config(args.config, args)
     train.resolve_config(cfg, args.config)           # bad values: one line, before any work
     if args.resume:
-        if not Path(args.resume).is_dir():
-            raise DataError(args.resume, "no such run directory to resume")
+        train.check_resumable(args.resume)        # missing, finished, not a run: one line
         check_output_dir(args.resume, what="run directory")
     else:
         check_output_dir(args.out, what="--out folder")
@@ -189,6 +190,23 @@ def cmd_summarize(args) -> int:
         check_output_file(stem + ext, what="summary file")
     summary = write_summary(args.runs, stem)
     print(to_markdown(summary), end="")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from depressionmlp import progress
+    from depressionmlp.report import build_report
+    out = args.out or f"outputs/report/{args.corpus}"
+    check_output_dir(out, what="--out folder")
+    check_output_dir(args.data_root, what="--data-root folder")
+    log = (lambda m: None) if args.quiet else None
+    progress.set_enabled(not args.quiet)
+    r = build_report(args.corpus, data_root=args.data_root, out=out, seeds=tuple(args.seeds),
+                     protocol=args.protocol, quick=args.quick,
+                     train_overrides={"jit_compile": True} if args.jit else None, log=log)
+    print(f"report: {r.out / 'report.md'} ({len(r.files)} files; {r.runs_trained} run(s) "
+          f"trained, {r.runs_reused} reused; sum of run times {r.run_seconds:.0f} s; "
+          f"wall time {r.seconds:.0f} s)")
     return 0
 
 
@@ -312,6 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpora (cues) to run")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
     s.add_argument("--rows", nargs="+", help="only these rows, e.g. StatsRidge")
+
+    s = add_command(sub, "report", "every table and figure of the paper: trains what is "
+                                   "missing, writes report.md + PNGs (make report)", cmd_report)
+    s.add_argument("--corpus", required=True, choices=["avec2013", "avec2014", "daic",
+                                                       "synthetic"], help="corpus")
+    s.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"),
+                   help="folder holding the corpora (default: $DATA_ROOT, else ./data)")
+    s.add_argument("--out", help="report folder (default: outputs/report/<corpus>); its "
+                                 "runs/ subfolder keeps the run directories for reuse")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="training seeds")
+    s.add_argument("--protocol", choices=["default", "paper"],
+                   help="training protocol (default: each config's own, else 'default')")
+    s.add_argument("--quick", action="store_true",
+                   help="one seed, a small step budget per run (a smoke test)")
+    s.add_argument("--jit", action="store_true", help="jit_compile=True (XLA)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
 
     s = add_command(sub, "demo", "synthetic corpus -> train -> evaluate -> report", cmd_demo)
     s.add_argument("--data-root", default="data", help="folder for the synthetic corpus")

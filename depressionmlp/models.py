@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
-                                  GatedMLPBlock, MutualGuidance, ScoreHead,
+                                  GatedMLPBlock, LevelJitter, MutualGuidance, ScoreHead,
                                   SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
@@ -64,6 +64,8 @@ DEFAULT_OPTIONS = {
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd)
+    "level_jitter": 0.0,               # [choice] training-only offsets shaped like level
+                                       # differences between segments (LevelJitter, sd)
 }
 
 KEYPOINT_FRAMES = ("image", "face")
@@ -204,6 +206,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     if opts["keypoint_frame"] not in KEYPOINT_FRAMES:
         raise ValueError(f"keypoint_frame must be one of {KEYPOINT_FRAMES}, "
                          f"got {opts['keypoint_frame']!r}.")
+    if not float(opts["level_jitter"]) >= 0:
+        raise ValueError(f"level_jitter must be >= 0, got {opts['level_jitter']!r}.")
     if not float(opts["column_jitter"]) >= 0:
         raise ValueError(f"column_jitter must be >= 0, got {opts['column_jitter']!r}.")
     mode = opts["standardize"]
@@ -219,20 +223,25 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
             out[s] = keras.layers.Normalization(axis=-1, name=f"standardize_{s}")(out[s])
         if opts["column_jitter"]:
             out[s] = ColumnJitter(float(opts["column_jitter"]), name=f"jitter_{s}")(out[s])
+        if opts["level_jitter"]:
+            out[s] = LevelJitter(float(opts["level_jitter"]), name=f"level_jitter_{s}")(out[s])
     return out
 
 
 def adapt_inputs(model: keras.Model, arrays: dict) -> None:
-    """Set every ``standardize_<stream>`` layer's mean and variance from ``arrays``
-    (the training split's segments, {stream: (S, M, N)}), after any FaceFrame."""
-    layers = {s: model.get_layer(f"standardize_{s}") for s in model.input
-              if any(l.name == f"standardize_{s}" for l in model.layers)}
-    if not layers:
-        return
-    probe = keras.Model(model.input, {s: layer.input for s, layer in layers.items()})
-    seen = probe.predict({s: arrays[s] for s in model.input}, batch_size=1024, verbose=0)
-    for s, layer in layers.items():
-        layer.adapt(seen[s])
+    """Adapt the input-conditioning layers to ``arrays`` (the training split's
+    segments, {stream: (S, M, N)}): every ``standardize_<stream>`` layer first (on
+    its input, after any FaceFrame), then every ``level_jitter_<stream>`` (on the
+    standardised segments)."""
+    names = {l.name for l in model.layers}
+    for prefix in ("standardize_", "level_jitter_"):
+        layers = {s: model.get_layer(prefix + s) for s in model.input if prefix + s in names}
+        if not layers:
+            continue
+        probe = keras.Model(model.input, {s: layer.input for s, layer in layers.items()})
+        seen = probe.predict({s: arrays[s] for s in model.input}, batch_size=1024, verbose=0)
+        for s, layer in layers.items():
+            layer.adapt(seen[s])
 
 
 def build_from_config(config: dict) -> keras.Model:
@@ -247,7 +256,7 @@ def build_from_config(config: dict) -> keras.Model:
 def _layer_flops(layer) -> int:
     if hasattr(layer, "count_flops"):
         return int(layer.count_flops())
-    if isinstance(layer, (keras.layers.Normalization, SplitStandardize)):
+    if isinstance(layer, (keras.layers.Normalization, SplitStandardize, LevelJitter)):
         return 0                       # input standardisation: element-wise, not counted
     if isinstance(layer, keras.layers.Dense):
         shape = layer.input.shape if hasattr(layer, "input") else None

@@ -16,7 +16,18 @@ merged over :data:`DEFAULT_CONFIG`. A run writes one directory::
         metrics.json     recording-level metrics of the best model per split
         predictions_<split>.csv   per-recording true/predicted scores
         tb/              TensorBoard logs
-        backup/          BackupAndRestore state (a killed run resumes with --resume)
+        selection.json   while training: the committed state (history, best so far,
+                         elapsed seconds, the backup file it belongs to)
+        backup/          while training: weights + optimizer state of the last
+                         committed evaluation (a killed run resumes with --resume);
+                         removed when the run finishes
+
+Resume is exact wherever a kill lands: after each evaluation the weights and the
+optimizer state go to a new ``backup/step-<n>.weights.h5``, and only then is
+``selection.json`` replaced (an atomic rename) to point at it; older backups are
+removed after that. A resumed run loads the backup that ``selection.json`` names,
+skips the balanced draws already used, and continues; stray temporaries are
+removed first.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -322,15 +334,19 @@ def write_predictions_csv(path, rows: list[dict]) -> None:
 
 class RecordingLevelSelection(keras.callbacks.Callback):
     """After each evaluation period (a Keras "epoch" of ``eval_every`` steps): dev
-    metrics at recording level; keep the best model.
+    metrics at recording level; keep the best model; commit the run's state.
 
     Adds ``dev_rmse``/``dev_mae`` to the epoch logs (so TensorBoard and
     ``history.json`` get them), saves ``best.keras`` atomically when dev RMSE
-    improves, and stops on ``patience`` or on the wall-clock budget. The dev
+    improves, writes the weights and optimizer state to ``backup/`` and then
+    ``selection.json`` (the commit point of a resumable run, see the module
+    docstring), and stops on ``patience`` or on the wall-clock budget. The dev
     segments are scored by a :class:`SegmentPredictor` built once (``predictor``,
     else on the first evaluation); the best weights are also kept in memory
     (``best_weights``) so the final evaluation needs no reload.
     """
+
+    STATE = "selection.json"
 
     def __init__(self, table, streams, run_dir, scale, patience=None, max_minutes=None,
                  history_path=None, eval_every=1, predictor=None):
@@ -341,10 +357,36 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         self.patience, self.max_minutes = patience, max_minutes
         self.history_path = history_path
         self.best, self.best_epoch, self.t0, self.history = math.inf, -1, None, []
-        state = self.run_dir / "selection.json"
-        if state.exists():                       # resumed run: remember the best so far
-            s = json.loads(state.read_text())
-            self.best, self.best_epoch, self.history = s["best"], s["best_epoch"], s["history"]
+        self.elapsed_before, self.backup = 0.0, None
+        state = self.run_dir / self.STATE
+        if state.exists():                       # resumed run: the committed state
+            try:
+                s = json.loads(state.read_text())
+                self.best, self.best_epoch, self.history = (s["best"], s["best_epoch"],
+                                                            s["history"])
+                self.elapsed_before, self.backup = float(s.get("seconds", 0.0)), s.get("backup")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise DataError(state, "not a readable run state; start a new run") from None
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    def restore(self, model) -> None:
+        """Load the committed backup (weights + optimizer state) into ``model``."""
+        if not self.history:
+            return
+        path = self.run_dir / "backup" / str(self.backup or "")
+        if not self.backup or not path.is_file():
+            raise DataError(self.run_dir, f"cannot resume: the backup {self.backup!r} named "
+                                          f"in {self.STATE} is missing")
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(path)
+
+    @property
+    def train_seconds(self) -> float:
+        return self.elapsed_before + (time.time() - self.t0 if self.t0 else 0.0)
 
     def on_train_begin(self, logs=None):
         self.t0 = time.time()
@@ -365,13 +407,43 @@ class RecordingLevelSelection(keras.callbacks.Callback):
                              "loss": float(logs.get("loss", np.nan)),
                              "dev_rmse": res["rmse"], "dev_mae": res["mae"],
                              "best": improved})
-        write_json_atomic(self.run_dir / "selection.json",
-                          {"best": self.best, "best_epoch": self.best_epoch,
-                           "history": self.history})
+        self._commit(epoch + 1)
         if self.patience is not None and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
         if self.max_minutes is not None and (time.time() - self.t0) / 60 > self.max_minutes:
             self.model.stop_training = True
+
+    def _commit(self, epochs: int) -> None:
+        backup_dir = self.run_dir / "backup"
+        backup_dir.mkdir(exist_ok=True)
+        name = f"step-{epochs * self.eval_every:07d}.weights.h5"
+        self.model.save_weights(backup_dir / name, overwrite=True)
+        write_json_atomic(self.run_dir / self.STATE,
+                          {"best": self.best, "best_epoch": self.best_epoch,
+                           "history": self.history, "seconds": round(self.train_seconds, 3),
+                           "backup": name})
+        self.backup = name
+        for old in backup_dir.glob("*.weights.h5"):      # only after the commit
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+
+def clean_stray_files(run_dir) -> None:
+    """Remove what a killed run may leave half-written: ``.*.tmp.*`` temporaries of
+    the atomic writers, and backups that ``selection.json`` does not name."""
+    run_dir = Path(run_dir)
+    for tmp in run_dir.glob(".*.tmp*"):
+        tmp.unlink(missing_ok=True)
+    state = run_dir / RecordingLevelSelection.STATE
+    keep = None
+    if state.exists():
+        try:
+            keep = json.loads(state.read_text()).get("backup")
+        except (json.JSONDecodeError, AttributeError):
+            keep = None
+    for f in (run_dir / "backup").glob("*") if (run_dir / "backup").is_dir() else ():
+        if f.name != keep:
+            f.unlink(missing_ok=True) if f.is_file() else None
 
 
 # --------------------------------------------------------------------------- train
@@ -408,6 +480,9 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     train_table = _merge_tables([tables[s] for s in d["train_splits"]])
     dev_table = tables[d["select_split"]]
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
+    if resume_dir:                 # a folder prepared by the caller may not have started yet
+        check_resumable(run_dir, require_started=False)
+        clean_stray_files(run_dir)
     if cfg["model"]["name"] == classical.MODEL_NAME:
         return _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir)
 
@@ -433,7 +508,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     replicas = int(strategy.num_replicas_in_sync)
 
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
-                       "scale": scale, "params": int(model.count_params()),
+                       "scale": scale, "params": trainable_params(model),
                        "steps": n_evals * eval_every, "eval_every": eval_every,
                        "steps_per_balanced_epoch": epoch_steps,
                        "distribute": distribute, "replicas": replicas, "precision": precision}
@@ -446,27 +521,28 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                                         patience=t["patience"], max_minutes=t["max_minutes"],
                                         eval_every=eval_every,
                                         predictor=predictors[d["select_split"]])
+    selection.restore(model)
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"])
-    ds = ds.skip(len(selection.history) * eval_every)
+    ds = ds.skip(selection.epochs_done * eval_every)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         selection,
         keras.callbacks.TensorBoard(str(run_dir / "tb"), write_graph=False, profile_batch=0),
         *callbacks,
     ]
-    t0 = time.time()
-    model.fit(ds, epochs=n_evals, steps_per_epoch=eval_every, callbacks=callbacks,
-              shuffle=False, verbose=t["verbose"])
-    train_seconds = time.time() - t0
+    if selection.epochs_done < n_evals and not _stopped_early(selection, t):
+        model.fit(ds, epochs=n_evals, initial_epoch=selection.epochs_done,
+                  steps_per_epoch=eval_every, callbacks=callbacks, shuffle=False,
+                  verbose=t["verbose"])
+    train_seconds = selection.train_seconds
 
     if selection.best_weights is not None:    # the best model, without a reload
         model.set_weights(selection.best_weights)
         best = model
     else:                                     # a resumed run whose best came before
         best, predictors = load_model_file(run_dir / "best.keras"), {}
-    result = _result_header(cfg, best.count_params())
+    result = _result_header(cfg, trainable_params(best))
     result.update({"best_epoch": selection.best_epoch + 1,
                    "best_step": (selection.best_epoch + 1) * eval_every,
                    "epochs_run": len(selection.history),
@@ -478,7 +554,33 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                      predictors)
     write_json_atomic(run_dir / "history.json", selection.history)
     write_json_atomic(run_dir / "metrics.json", result)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return run_dir, result
+
+
+def check_resumable(run_dir, require_started: bool = True) -> None:
+    """``--resume`` needs a run directory that started (``require_started``: it has
+    its config.json) and has not finished (no metrics.json)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(run_dir, "no such run directory to resume")
+    if (run_dir / "metrics.json").exists():
+        raise DataError(run_dir, "this run finished (metrics.json is there); nothing to "
+                                 "resume: start a new run instead")
+    if require_started and not (run_dir / "config.json").exists():
+        raise DataError(run_dir, "not a run directory (no config.json): nothing to resume")
+
+
+def _stopped_early(selection: RecordingLevelSelection, t: dict) -> bool:
+    """A resumed run whose committed state already met its patience."""
+    return (t["patience"] is not None and selection.history
+            and selection.epochs_done - 1 - selection.best_epoch >= t["patience"])
+
+
+def trainable_params(model) -> int:
+    """Trainable parameters (Table VI's count; the input-conditioning statistics of
+    the default protocol are non-trainable and not counted)."""
+    return int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
 
 
 def _result_header(cfg: dict, params: int) -> dict:

@@ -10,6 +10,8 @@ Commands:
                                         per-head attention maps over faces (Fig. 1), PNG
     bench [--size 224 --batch 8 --jit]  training images/s on random data
     demo [--data-root D --out DIR]      synth + quick training + evaluation + report.md
+    report --corpus C [--seeds ..] [--quick]
+                                        Tables 3-5, Fig. 5-7, attention maps (make hmhn-report)
 
 ``--quick`` (or ``QUICK=1``) merges the config's ``[quick]`` table: a small input size
 for CPU runs. Bad input of any kind ends with one line ``hmhn: error: <file>: <problem>``
@@ -177,6 +179,25 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from depressionmlp import progress
+    from hmhn.report import QUICK_TRAIN, build_report
+    out = args.out or f"outputs/hmhn-report/{args.corpus}"
+    check_output_dir(out, what="--out folder")
+    check_output_dir(args.data_root, what="--data-root folder")
+    progress.set_enabled(not args.quiet)
+    over = dict(QUICK_TRAIN) if args.quick else {}
+    if args.jit is not None:
+        over["jit_compile"] = args.jit
+    r = build_report(args.corpus, data_root=args.data_root, out=out, seeds=tuple(args.seeds),
+                     quick=args.quick, train_overrides=over or None,
+                     log=(lambda m: None) if args.quiet else None)
+    print(f"report: {r.out / 'report.md'} ({len(r.files)} files; {r.runs_trained} run(s) "
+          f"trained, {r.runs_reused} reused; sum of run times {r.run_seconds:.0f} s; "
+          f"wall time {r.seconds:.0f} s)")
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 
 def ensure_synthetic_faces(data_root, corpus_name=SYNTH_CORPUS, **params) -> dict:
@@ -326,6 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
                                                            "(default: both)")
     s.add_argument("--json", action="store_true", help="print JSON")
+
+    s = add_command(sub, "report", "Tables 3-5, Fig. 5-7 and attention maps: trains what is "
+                                   "missing, writes report.md + PNGs (make hmhn-report)",
+                    cmd_report)
+    s.add_argument("--corpus", required=True, help="avec2013, avec2014 or synthetic-faces")
+    s.add_argument("--data-root", default=os.environ.get("DATA_ROOT", "data"),
+                   help="folder holding the corpora (default: $DATA_ROOT, else ./data)")
+    s.add_argument("--out", help="report folder (default: outputs/hmhn-report/<corpus>); "
+                                 "its runs/ subfolder keeps the run directories for reuse")
+    s.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds")
+    s.add_argument("--quick", action="store_true",
+                   help="the configs' [quick] tables (small input) and a smoke-test budget "
+                        "(hmhn.report.QUICK_TRAIN), one seed")
+    s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
+                                                           "(default: the config's, auto)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
 
     s = add_command(sub, "demo", "synthetic faces -> train -> evaluate -> report", cmd_demo)
     s.add_argument("--data-root", default="data", help="folder for the synthetic faces")

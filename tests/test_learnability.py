@@ -10,7 +10,7 @@ import pytest
 from depressionmlp import classical, learnability, synth
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
-from depressionmlp.layers import ColumnJitter, FaceFrame
+from depressionmlp.layers import ColumnJitter, FaceFrame, LevelJitter, SplitStandardize
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -157,6 +157,42 @@ def test_column_jitter_is_one_offset_per_column_in_training_only():
     assert abs(noisy[:, 0].std() - 0.7) < 0.05
     with pytest.raises(ValueError, match="stddev"):
         ColumnJitter(-1.0)
+
+
+def test_split_standardize_matches_numpy_and_scales_level_and_motion_apart():
+    rng = np.random.default_rng(5)
+    # levels differ by ~3 between segments, motion within a segment by ~0.03
+    data = (rng.normal(0, 3, (50, 1, 6)) + rng.normal(0, 0.03, (50, 12, 6)) + 7).astype("float32")
+    layer = SplitStandardize()
+    layer.adapt(data)
+    out = np.asarray(layer(data))
+    level = data.mean(1, keepdims=True)
+    motion = data - level
+    want = ((level - level.mean((0, 1))) / level.std((0, 1))
+            + motion / np.sqrt((motion ** 2).mean((0, 1))))
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out.mean(1).std(0), 1, atol=1e-3)                   # levels
+    np.testing.assert_allclose((out - out.mean(1, keepdims=True)).std((0, 1)), 1, atol=1e-3)
+    # plain per-column standardisation leaves the motion ~100x smaller than the levels
+    plain = (data - data.mean((0, 1))) / data.std((0, 1))
+    assert (plain - plain.mean(1, keepdims=True)).std() < 0.02
+
+
+def test_level_jitter_covariance_is_the_levels_and_training_only():
+    rng = np.random.default_rng(6)
+    mix = rng.normal(0, 1, (5, 5))
+    data = (rng.normal(0, 1, (400, 1, 5)) @ mix + rng.normal(0, 0.1, (400, 9, 5))).astype("float32")
+    layer = LevelJitter(0.5, seed=2)
+    layer.adapt(data)
+    x = np.zeros((20000, 9, 5), "float32")
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    noise = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(noise, np.broadcast_to(noise[:, :1], noise.shape))
+    want = 0.25 * np.cov(data.mean(1), rowvar=False)
+    np.testing.assert_allclose(np.cov(noise[:, 0], rowvar=False), want,
+                               atol=0.05 * np.abs(want).max())
+    with pytest.raises(ValueError, match="stddev"):
+        LevelJitter(-1.0)
 
 
 def test_default_model_saves_and_loads_safely(tmp_path):

@@ -214,34 +214,102 @@ def test_export_savedmodel_and_tflite_same_predictions(trained, tmp_path):
         export_run(run_dir, tmp_path / "export")
 
 
-class _Killed(Exception):
-    pass
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after the raise point runs (not even ``except
+    Exception`` handlers)."""
 
 
-class _KillAfter(__import__("keras").callbacks.Callback):
-    def __init__(self, epoch):
+class _KillAt(__import__("keras").callbacks.Callback):
+    """Kill at the end of evaluation ``epoch`` (after the run's commit: callbacks after
+    the selection one) or, with ``batch``, in the middle of that evaluation period."""
+
+    def __init__(self, epoch, batch=None):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.batch is not None and self.current == self.epoch and batch + 1 == self.batch:
+            raise _Killed()
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.epoch:
+        if self.batch is None and epoch + 1 == self.epoch:
             raise _Killed()
 
 
-def test_killed_run_resumes_where_it_stopped(corpus, tmp_path):
+def _kill_between_backup_and_commit(monkeypatch, at_commit):
+    """Kill right after the ``at_commit``-th backup file is written, before the
+    selection.json that would point at it (a kill between the two writes)."""
+    calls = {"n": 0}
+    real = train.write_json_atomic
+
+    def write(path, obj):
+        if str(path).endswith("selection.json"):
+            calls["n"] += 1
+            if calls["n"] == at_commit:
+                raise _Killed()
+        return real(path, obj)
+    monkeypatch.setattr(train, "write_json_atomic", write)
+
+
+def _short(root):
+    return _config(root, steps=60, eval_every=15)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
     root, _ = corpus
-    with pytest.raises(_Killed):
-        train.train(_config(root, steps=40, eval_every=10), out_base=tmp_path,
-                    callbacks=[_KillAfter(2)])
+    return train.train(_short(root), out_base=tmp_path_factory.mktemp("whole"))
+
+
+@pytest.mark.parametrize("kill", ["after_evaluation_2", "mid_period_3", "backup_written_3"])
+def test_killed_run_resumes_exactly(kill, corpus, uninterrupted, tmp_path, monkeypatch):
+    """A kill after an evaluation, in the middle of an evaluation period, or between
+    the backup write and the commit: the resumed run's history and metrics equal an
+    uninterrupted run's, no temporary is left, and the train time covers both parts."""
+    root, _ = corpus
+    with monkeypatch.context() as m:
+        callbacks = []
+        if kill == "after_evaluation_2":
+            callbacks = [_KillAt(2)]
+        elif kill == "mid_period_3":
+            callbacks = [_KillAt(3, batch=7)]
+        else:
+            _kill_between_backup_and_commit(m, 3)
+        with pytest.raises(_Killed):
+            train.train(_short(root), out_base=tmp_path, callbacks=callbacks)
     (run_dir,) = list(tmp_path.iterdir())
-    assert (run_dir / "backup").exists() and (run_dir / "best.keras").exists()
-    sel = json.loads((run_dir / "selection.json").read_text())
-    assert [h["epoch"] for h in sel["history"]] == [1, 2]
-    run_dir2, result = train.train(_config(root, steps=40, eval_every=10), resume_dir=run_dir)
-    sel = json.loads((run_dir2 / "selection.json").read_text())
+    done = len(json.loads((run_dir / "selection.json").read_text())["history"])
+    assert done == 2
+    (run_dir / ".best.tmp.keras").write_bytes(b"half a zip")          # a stray temporary
+    run_dir2, result = train.train(_short(root), resume_dir=run_dir)
     assert run_dir2 == run_dir
-    assert [h["epoch"] for h in sel["history"]] == [1, 2, 3, 4]   # epochs 3-4 only, not again 1-4
-    assert not (run_dir / "backup").exists() or not any((run_dir / "backup").iterdir())
+    history = json.loads((run_dir / "history.json").read_text())
+    whole_dir, whole = uninterrupted
+    want = json.loads((whole_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h["dev_rmse"] for h in history],
+                               [h["dev_rmse"] for h in want], rtol=1e-5)
+    for split in ("dev", "test"):
+        assert result["splits"][split]["rmse"] == pytest.approx(
+            whole["splits"][split]["rmse"], rel=1e-5)
+    assert not (run_dir / ".best.tmp.keras").exists() and not (run_dir / "backup").exists()
+    assert result["train_seconds"] > 0.5 * whole["train_seconds"]
+
+
+def test_resume_refuses_missing_and_finished_runs(uninterrupted, tmp_path, capsys):
+    whole_dir, _ = uninterrupted
+    with pytest.raises(DataError, match="finished"):
+        train.check_resumable(whole_dir)
+    with pytest.raises(DataError, match="no such run directory"):
+        train.check_resumable(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no config.json"):
+        train.check_resumable(tmp_path / "empty")
+    code = main(["train", "--config", "experiments/table4_dg_mg.toml", "--resume", str(whole_dir)])
+    assert code == 2 and "finished" in capsys.readouterr().err
 
 
 def test_corrupt_model_file_one_line_exit_2(tmp_path):

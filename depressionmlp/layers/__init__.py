@@ -7,7 +7,8 @@ All layers are registered for ``.keras`` saving under the package name
 from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
-from depressionmlp.layers.preprocessing import ColumnJitter, FaceFrame, SplitStandardize
+from depressionmlp.layers.preprocessing import (ColumnJitter, FaceFrame, LevelJitter,
+                                                 SplitStandardize)
 
 __all__ = [
     "ColumnJitter",
@@ -17,6 +18,7 @@ __all__ = [
     "CrossLocationGating",
     "DualGating",
     "GatedMLPBlock",
+    "LevelJitter",
     "MutualGuidance",
     "ScoreHead",
     "SplitStandardize",

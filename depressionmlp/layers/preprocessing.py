@@ -17,6 +17,14 @@ blocks **[choice]**, each one an option of ``build_model``:
   resting levels cannot be memorised exactly; the regulariser that training with
   input noise equals (a ridge penalty), and the one the classical baseline uses.
 
+Two further options (issue 8's static/dynamic split):
+
+- :class:`SplitStandardize` (``standardize="split"``): a segment's resting level
+  and its motion around it standardised separately, each to unit spread;
+- :class:`LevelJitter` (``level_jitter=sd``, training only): offsets drawn with
+  the covariance of the training segments' levels, so that whole-face identity
+  patterns are as noisy as any other direction.
+
 All live inside the saved model, so ``predict`` takes raw OpenFace-derived input.
 """
 
@@ -78,8 +86,26 @@ class FaceFrame(keras.layers.Layer):
         return config
 
 
+class SavedNoiseState(keras.layers.Layer):
+    """Base of the jitter layers: their random stream's position is saved with the
+    weights (Keras saves a SeedGenerator's state with neither ``save_weights`` nor
+    ``.keras``), so a resumed run draws the noise the killed run would have drawn."""
+
+    SEED_KEY = "seed_state"
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store[self.SEED_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        for i, v in enumerate(self.weights):
+            v.assign(store[f"{i}"])
+        if self.SEED_KEY in store.keys():          # files saved before this was kept
+            self.seed_generator.state.assign(store[self.SEED_KEY])
+
+
 @keras.saving.register_keras_serializable(package="depressionmlp")
-class ColumnJitter(keras.layers.Layer):
+class ColumnJitter(SavedNoiseState):
     """Training-time offsets per sample and column, constant over the frames.
 
     ``y = x + e`` with ``e ~ N(0, stddev^2)`` of shape (batch, 1, N), broadcast over
@@ -194,4 +220,75 @@ class SplitStandardize(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class LevelJitter(SavedNoiseState):
+    """Training-time offsets shaped like the differences between recordings.
+
+    ``y = x + stddev * (z @ L^T)`` with ``z ~ N(0, I)`` of shape (batch, 1, N),
+    broadcast over the M frames; identity at inference. ``L`` (N, N) is set by
+    :meth:`adapt` so that ``L L^T`` is the covariance of the training segments'
+    frame means (their resting levels): the offsets are as large, along every
+    direction, as the level differences between segments. Isotropic
+    :class:`ColumnJitter` leaves the few directions where whole-face identity
+    lives (face shape, AU baselines: 10-100x the average column's variance)
+    nearly untouched, so a model still recognises a training subject from its
+    resting levels; here each direction's signal-to-noise ratio is ``1 /
+    stddev``, the same for identity as for a real static cue **[choice]**.
+
+    Args:
+        stddev: scale of the offsets (>= 0; 0 is the identity).
+        seed: optional int seed of the noise.
+
+    Call args:
+        inputs: (batch, M, N).
+        training: bool.
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def __init__(self, stddev: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not float(stddev) >= 0:
+            raise ValueError(f"LevelJitter: stddev must be >= 0, got {stddev}.")
+        self.stddev = float(stddev)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        n = int(input_shape[-1])
+        self.factor = self.add_weight(shape=(n, n), initializer="zeros", trainable=False,
+                                      name="factor")
+        self.built = True
+
+    def adapt(self, data):
+        """Set ``L`` from ``data`` (S, M, N): the (standardised) training segments."""
+        import numpy as np
+        data = np.asarray(data, dtype="float64")
+        if data.ndim != 3 or data.shape[0] < 2:
+            raise ValueError(f"{self.name}: adapt needs (segments >= 2, M, N) data, "
+                             f"got shape {data.shape}.")
+        if not self.built:
+            self.build(data.shape)
+        levels = data.mean(axis=1)
+        vals, vecs = np.linalg.eigh(np.cov(levels, rowvar=False))
+        self.factor.assign((vecs * np.sqrt(np.clip(vals, 0.0, None))).astype("float32"))
+
+    def call(self, inputs, training=False):
+        if not training or self.stddev == 0.0:
+            return inputs
+        z = keras.random.normal((ops.shape(inputs)[0], 1, ops.shape(inputs)[2]),
+                                stddev=self.stddev, dtype=inputs.dtype,
+                                seed=self.seed_generator)
+        return inputs + ops.matmul(z, ops.transpose(self.factor))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"stddev": self.stddev, "seed": self.seed})
         return config
