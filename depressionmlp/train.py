@@ -521,7 +521,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                                         patience=t["patience"], max_minutes=t["max_minutes"],
                                         eval_every=eval_every,
                                         predictor=predictors[d["select_split"]])
-    selection.restore(model)
+    with scope:
+        selection.restore(model)
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"])
