@@ -264,7 +264,9 @@ def uninterrupted(corpus, tmp_path_factory):
     return train.train(_short(root), out_base=tmp_path_factory.mktemp("whole"))
 
 
-@pytest.mark.parametrize("kill", ["after_evaluation_2", "mid_period_3", "backup_written_3"])
+@pytest.mark.parametrize("kill", [pytest.param("after_evaluation_2", marks=pytest.mark.slow),
+                                  pytest.param("mid_period_3", marks=pytest.mark.slow),
+                                  "backup_written_3"])
 def test_killed_run_resumes_exactly(kill, corpus, uninterrupted, tmp_path, monkeypatch):
     """A kill after an evaluation, in the middle of an evaluation period, or between
     the backup write and the commit: the resumed run's history and metrics equal an
