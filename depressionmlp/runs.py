@@ -261,3 +261,23 @@ def swap_into_place(tmp: Path, out: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_resumable(run_dir, require_started: bool = True) -> None:
+    """``--resume`` needs a run directory that started (``require_started``: it has
+    its config.json) and has not finished (no metrics.json)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(run_dir, "no such run directory to resume")
+    if (run_dir / "metrics.json").exists():
+        raise DataError(run_dir, "this run finished (metrics.json is there); nothing to "
+                                 "resume: start a new run instead")
+    if require_started and not (run_dir / "config.json").exists():
+        raise DataError(run_dir, "not a run directory (no config.json): nothing to resume")
+
+
+def clean_temporaries(run_dir) -> None:
+    """Remove the ``.<name>.tmp.*`` files an atomic write killed half-way leaves."""
+    for tmp in Path(run_dir).glob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)

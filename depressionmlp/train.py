@@ -51,9 +51,9 @@ from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dat
                                         steps_per_epoch)
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
-from depressionmlp.runs import (check_numbers, deep_update, load_keras_file, new_run_dir,
-                                run_files, save_model_atomic, write_json_atomic,
-                                write_text_atomic)
+from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
+                                deep_update, load_keras_file, new_run_dir, run_files,
+                                save_model_atomic, write_json_atomic, write_text_atomic)
 
 DEFAULT_CONFIG = {
     "name": "DG+MG+Linear",
@@ -429,11 +429,10 @@ class RecordingLevelSelection(keras.callbacks.Callback):
 
 
 def clean_stray_files(run_dir) -> None:
-    """Remove what a killed run may leave half-written: ``.*.tmp.*`` temporaries of
-    the atomic writers, and backups that ``selection.json`` does not name."""
+    """Remove what a killed run may leave half-written: the atomic writers'
+    temporaries, and backups that ``selection.json`` does not name."""
     run_dir = Path(run_dir)
-    for tmp in run_dir.glob(".*.tmp*"):
-        tmp.unlink(missing_ok=True)
+    clean_temporaries(run_dir)
     state = run_dir / RecordingLevelSelection.STATE
     keep = None
     if state.exists():
@@ -441,9 +440,10 @@ def clean_stray_files(run_dir) -> None:
             keep = json.loads(state.read_text()).get("backup")
         except (json.JSONDecodeError, AttributeError):
             keep = None
-    for f in (run_dir / "backup").glob("*") if (run_dir / "backup").is_dir() else ():
+    backup = run_dir / "backup"
+    for f in backup.glob("*.weights.h5") if backup.is_dir() else ():
         if f.name != keep:
-            f.unlink(missing_ok=True) if f.is_file() else None
+            f.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- train
@@ -557,19 +557,6 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     write_json_atomic(run_dir / "metrics.json", result)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return run_dir, result
-
-
-def check_resumable(run_dir, require_started: bool = True) -> None:
-    """``--resume`` needs a run directory that started (``require_started``: it has
-    its config.json) and has not finished (no metrics.json)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(run_dir, "no such run directory to resume")
-    if (run_dir / "metrics.json").exists():
-        raise DataError(run_dir, "this run finished (metrics.json is there); nothing to "
-                                 "resume: start a new run instead")
-    if require_started and not (run_dir / "config.json").exists():
-        raise DataError(run_dir, "not a run directory (no config.json): nothing to resume")
 
 
 def _stopped_early(selection: RecordingLevelSelection, t: dict) -> bool:

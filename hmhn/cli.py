@@ -31,7 +31,7 @@ from pathlib import Path
 from depressionmlp.clikit import (HelpFormatter, add_command, add_scaling_options, add_version,
                                   guarded, quiet_tensorflow, run_command)
 from depressionmlp.errors import DataError
-from depressionmlp.runs import check_output_dir
+from depressionmlp.runs import check_output_dir, check_resumable
 
 SYNTH_CORPUS = "synthetic-faces"
 
@@ -96,8 +96,7 @@ def cmd_train(args) -> int:
     quick = train.quick_requested(args.quick)
     train.resolve_config(cfg, args.config, quick=quick)   # bad values: one line, before any work
     if args.resume:
-        if not Path(args.resume).is_dir():
-            raise DataError(args.resume, "no such run directory to resume")
+        check_resumable(args.resume)              # missing, finished, not a run: one line
         check_output_dir(args.resume, what="run directory")
     else:
         check_output_dir(args.out, what="--out folder")

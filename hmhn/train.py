@@ -39,9 +39,9 @@ import tensorflow as tf
 
 from depressionmlp import metrics as M
 from depressionmlp.errors import DataError
-from depressionmlp.runs import (check_numbers, deep_update, load_keras_file, new_run_dir,
-                                run_files, save_model_atomic, write_json_atomic,
-                                write_text_atomic)
+from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
+                                deep_update, load_keras_file, new_run_dir, run_files,
+                                save_model_atomic, write_json_atomic, write_text_atomic)
 from hmhn.models import DEFAULTS as MODEL_DEFAULTS
 from hmhn.models import build_from_config, count_params
 
@@ -408,11 +408,25 @@ class VideoLevelSelection(keras.callbacks.Callback):
         self.patience, self.max_minutes = patience, max_minutes
         self.recalibrate, self.seed = recalibrate, seed
         self.best, self.best_epoch, self.history, self.t0 = math.inf, -1, [], None
+        self.elapsed_before = 0.0
         state = self.run_dir / "selection.json"
         if state.exists():                     # resumed run: remember the best so far
-            s = json.loads(state.read_text())
-            self.best = math.inf if s["best"] is None else s["best"]
-            self.best_epoch, self.history = s["best_epoch"], s["history"]
+            try:
+                s = json.loads(state.read_text())
+                self.history = list(s["history"])[:backed_up_epochs(self.run_dir)]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(state, "not a readable run state; start a new run") from None
+            # the selection state is written before the backup: a kill between the two
+            # leaves it one epoch ahead, and that epoch is trained again
+            scores = [h.get("dev_rmse", h.get("loss")) for h in self.history]
+            self.best_epoch = int(np.argmin(scores)) if scores else -1
+            self.best = float(scores[self.best_epoch]) if scores else math.inf
+            self.elapsed_before = float(self.history[-1].get("total_seconds", 0.0)) \
+                if self.history else 0.0
+
+    @property
+    def train_seconds(self) -> float:
+        return self.elapsed_before + (time.time() - self.t0 if self.t0 else 0.0)
 
     def on_train_begin(self, logs=None):
         self.t0 = time.time()
@@ -421,7 +435,8 @@ class VideoLevelSelection(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         entry = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "lr": lr,
-                 "seconds": round(time.time() - self.t0, 2)}
+                 "seconds": round(time.time() - self.t0, 2),
+                 "total_seconds": round(self.train_seconds, 2)}
         if self.recalibrate is not None and self.recalibrate[2] > 0:
             model_cfg, frames, n = self.recalibrate
             recalibrate_batchnorm(self.model, model_cfg, frames, n, self.batch_size,
@@ -446,6 +461,15 @@ class VideoLevelSelection(keras.callbacks.Callback):
             self.model.stop_training = True
         if self.max_minutes and (time.time() - self.t0) / 60 > self.max_minutes:
             self.model.stop_training = True
+
+
+def backed_up_epochs(run_dir) -> int:
+    """Epochs in the run's ``BackupAndRestore`` state (0 when there is none)."""
+    meta = Path(run_dir) / "backup" / "training_metadata.json"
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 # --------------------------------------------------------------------------- train
@@ -515,6 +539,9 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     replicas = int(strategy.num_replicas_in_sync)
 
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
+    if resume_dir:                 # a folder prepared by the caller may not have started yet
+        check_resumable(run_dir, require_started=False)
+        clean_temporaries(run_dir)
     cfg["resolved"] = {"params": count_params(model), "params_all": int(model.count_params()),
                        "jit_compile": jit, "device": device_name(),
                        "train_videos": len(train_fs.videos), "train_frames": len(train_fs),
@@ -529,9 +556,9 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                                     recalibrate=(cfg["model"], train_fs,
                                                  t["bn_recalibration_batches"]),
                                     seed=t["seed"])
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+    callbacks = [                      # selection first: its state, then the backup
         selection,
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
         keras.callbacks.ReduceLROnPlateau(monitor="dev_rmse" if dev_fs is not None else "loss",
                                           factor=t["plateau_factor"],
                                           patience=t["plateau_patience"], min_lr=t["min_lr"],
@@ -544,7 +571,7 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     t0 = time.time()
     model.fit(ds, epochs=t["epochs"], steps_per_epoch=spe, callbacks=callbacks,
               verbose=t["verbose"], shuffle=False)
-    train_seconds = time.time() - t0
+    train_seconds = selection.train_seconds
 
     best = load_model_file(run_dir / "best.keras")
     n_steps = spe or len(train_fs) // min(t["batch_size"], len(train_fs))

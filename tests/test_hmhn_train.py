@@ -76,6 +76,28 @@ def test_training_run_writes_a_run_dir_with_metrics(trained_run):
     assert lines[0] == "recording_id,subject_id,true,predicted" and len(lines) == 4
 
 
+def test_resume_state_follows_the_backup_and_refuses_finished_runs(trained_run, tmp_path,
+                                                                    capsys):
+    """A kill between the selection state and the backup leaves selection.json one
+    epoch ahead: the resumed state keeps only the backed-up epochs and recomputes the
+    best; the train time carries over; --resume on a finished run is one line, exit 2."""
+    root, run_dir, result = trained_run
+    run = tmp_path / "killed"
+    (run / "backup").mkdir(parents=True)
+    history = [{"epoch": 1, "dev_rmse": 9.0, "total_seconds": 10.0},
+               {"epoch": 2, "dev_rmse": 8.0, "total_seconds": 20.0},
+               {"epoch": 3, "dev_rmse": 7.0, "total_seconds": 30.0}]
+    (run / "selection.json").write_text(json.dumps({"best": 7.0, "best_epoch": 2,
+                                                    "history": history}))
+    (run / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 2}))
+    sel = T.VideoLevelSelection(None, run)
+    assert [h["epoch"] for h in sel.history] == [1, 2]
+    assert sel.best == 8.0 and sel.best_epoch == 1 and sel.elapsed_before == 20.0
+    code = main(["train", "--config", "experiments/hmhn_default.toml",
+                      "--resume", str(run_dir)])
+    assert code == 2 and "finished" in capsys.readouterr().err
+
+
 def test_evaluate_cli_matches_training_metrics(trained_run, capsys):
     root, run_dir, result = trained_run
     assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
