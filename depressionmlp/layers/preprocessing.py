@@ -31,6 +31,7 @@ All live inside the saved model, so ``predict`` takes raw OpenFace-derived input
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from depressionmlp.layers.common import check_streams
@@ -87,11 +88,28 @@ class FaceFrame(keras.layers.Layer):
 
 
 class SavedNoiseState(keras.layers.Layer):
-    """Base of the jitter layers: their random stream's position is saved with the
-    weights (Keras saves a SeedGenerator's state with neither ``save_weights`` nor
-    ``.keras``), so a resumed run draws the noise the killed run would have drawn."""
+    """Base of the jitter layers: ``stddev`` (>= 0) and ``seed`` arguments, and a
+    random stream whose position is saved with the weights (Keras saves a
+    SeedGenerator's state with neither ``save_weights`` nor ``.keras``), so a resumed
+    run draws the noise the killed run would have drawn."""
 
     SEED_KEY = "seed_state"
+
+    def __init__(self, stddev: float = 0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not float(stddev) >= 0:
+            raise ValueError(f"{type(self).__name__}: stddev must be >= 0, got {stddev}.")
+        self.stddev = float(stddev)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"stddev": self.stddev, "seed": self.seed})
+        return config
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -124,14 +142,6 @@ class ColumnJitter(SavedNoiseState):
         (batch, M, N).
     """
 
-    def __init__(self, stddev: float = 0.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if not float(stddev) >= 0:
-            raise ValueError(f"ColumnJitter: stddev must be >= 0, got {stddev}.")
-        self.stddev = float(stddev)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
     def call(self, inputs, training=False):
         if not training or self.stddev == 0.0:
             return inputs
@@ -140,13 +150,6 @@ class ColumnJitter(SavedNoiseState):
                                     seed=self.seed_generator)
         return inputs + noise
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"stddev": self.stddev, "seed": self.seed})
-        return config
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
@@ -195,7 +198,6 @@ class SplitStandardize(keras.layers.Layer):
 
     def adapt(self, data):
         """Set the statistics from ``data`` (S, M, N): the training segments."""
-        import numpy as np
         data = np.asarray(data, dtype="float64")
         if data.ndim != 3 or data.shape[0] == 0:
             raise ValueError(f"{self.name}: adapt needs (segments, M, N) data, "
@@ -250,14 +252,6 @@ class LevelJitter(SavedNoiseState):
         (batch, M, N).
     """
 
-    def __init__(self, stddev: float = 0.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if not float(stddev) >= 0:
-            raise ValueError(f"LevelJitter: stddev must be >= 0, got {stddev}.")
-        self.stddev = float(stddev)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
     def build(self, input_shape):
         n = int(input_shape[-1])
         self.factor = self.add_weight(shape=(n, n), initializer="zeros", trainable=False,
@@ -266,7 +260,6 @@ class LevelJitter(SavedNoiseState):
 
     def adapt(self, data):
         """Set ``L`` from ``data`` (S, M, N): the (standardised) training segments."""
-        import numpy as np
         data = np.asarray(data, dtype="float64")
         if data.ndim != 3 or data.shape[0] < 2:
             raise ValueError(f"{self.name}: adapt needs (segments >= 2, M, N) data, "
@@ -285,10 +278,3 @@ class LevelJitter(SavedNoiseState):
                                 seed=self.seed_generator)
         return inputs + ops.matmul(z, ops.transpose(self.factor))
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"stddev": self.stddev, "seed": self.seed})
-        return config
