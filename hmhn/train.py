@@ -20,7 +20,9 @@ A config is plain data (usually ``experiments/hmhn_*.toml``) merged over
         metrics.json     video-level metrics of the best model per split (+ mean predictor)
         predictions_<split>.csv   per-video true / predicted scores
         tb/              TensorBoard logs (tb/epochs.csv without the tensorboard package)
-        backup/          BackupAndRestore state (a killed run resumes with ``--resume``)
+        backup/          while training: the last committed epoch's weights, optimizer
+                         state and random streams (a killed run resumes exactly with
+                         ``--resume``); removed when the run finishes
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -267,7 +270,7 @@ def color_jitter(x, seed):
 
 
 def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool,
-                  color: bool = False) -> tf.data.Dataset:
+                  color: bool = False, skip_batches: int = 0) -> tf.data.Dataset:
     """Shuffled float32 batches; full batches only (BatchNorm needs > 1 sample).
     ``flip``: random horizontal flips; ``color``: :func:`color_jitter`.
 
@@ -280,7 +283,9 @@ def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool,
     ds = ds.shuffle(len(fs), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch, drop_remainder=True)
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, keys))
+    ds = tf.data.Dataset.zip((ds, keys)).repeat()     # passes reshuffled, endless
+    if skip_batches:
+        ds = ds.skip(skip_batches)                     # before decoding: cheap
 
     def prep(xy, key):
         x, y = xy
@@ -389,44 +394,100 @@ def target_statistics(labels) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- selection
 
-class VideoLevelSelection(keras.callbacks.Callback):
-    """After each epoch: video-level metrics on the selection split; keep the best model.
+class PlateauSchedule:
+    """"Learning factor 0.1" as Keras' ReduceLROnPlateau (mode "min", ``min_delta``
+    1e-4, no cooldown): after ``patience`` epochs without improvement of the
+    monitored value the optimizer's learning rate is multiplied by ``factor`` (not
+    below ``min_lr``).
 
-    Adds ``dev_rmse`` / ``dev_mae`` (and ``lr``) to the epoch logs, so ReduceLROnPlateau,
-    TensorBoard and ``history.json`` see them; saves ``best.keras`` atomically when the
-    dev RMSE improves (every epoch when there is no selection split); stops on
-    ``patience`` epochs without improvement or on the wall-clock budget. With
-    ``recalibrate=(model_cfg, train_frames, n_batches)`` the BatchNorm statistics are
-    first re-estimated (:func:`recalibrate_batchnorm`), so the evaluated and the saved
-    model carry them.
+    A plain object, not a callback: :class:`VideoLevelSelection` calls
+    :meth:`update` after each evaluation and commits :attr:`state` with the run's
+    state, so a resumed run continues the same schedule.
     """
 
+    def __init__(self, factor=0.1, patience=10, min_lr=0.0, min_delta=1e-4):
+        self.factor, self.patience = float(factor), int(patience)
+        self.min_lr, self.min_delta = float(min_lr), float(min_delta)
+        self.best, self.wait = math.inf, 0
+
+    @property
+    def state(self) -> dict:
+        return {"best": None if math.isinf(self.best) else self.best, "wait": self.wait}
+
+    def load_state(self, state: dict) -> None:
+        self.best = math.inf if state.get("best") is None else float(state["best"])
+        self.wait = int(state.get("wait", 0))
+
+    def update(self, optimizer, value: float) -> float:
+        """One epoch's monitored ``value``; returns the learning rate now in force."""
+        lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        if value < self.best - self.min_delta:
+            self.best, self.wait = float(value), 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience and lr > np.float32(self.min_lr):
+                lr = max(lr * self.factor, self.min_lr)
+                optimizer.learning_rate = lr
+                self.wait = 0
+        return lr
+
+
+class VideoLevelSelection(keras.callbacks.Callback):
+    """After each epoch: video-level metrics on the selection split; keep the best
+    model; step the learning-rate plateau; commit the run's state.
+
+    Adds ``dev_rmse`` / ``dev_mae`` and ``learning_rate`` to the epoch logs (so
+    TensorBoard and ``history.json`` see them); saves ``best.keras`` atomically when
+    the dev RMSE improves (every epoch when there is no selection split); then writes
+    the weights, the optimizer state and every random stream's position
+    (:func:`save_training_state`) to a new ``backup/epoch-<n>.weights.h5`` and only
+    then ``selection.json`` (the commit point: a kill anywhere leaves a consistent
+    pair, and a resumed run is exact); stops on ``patience`` epochs without
+    improvement or on the wall-clock budget. With ``recalibrate=(model_cfg,
+    train_frames, n_batches)`` the BatchNorm statistics are first re-estimated
+    (:func:`recalibrate_batchnorm`), so the evaluated and the saved model carry them.
+    """
+
+    STATE = "selection.json"
+
     def __init__(self, dev: FrameSet | None, run_dir, batch_size=64, patience=0,
-                 max_minutes=0, recalibrate=None, seed=0):
+                 max_minutes=0, recalibrate=None, seed=0, plateau=None):
         super().__init__()
         self.dev, self.run_dir, self.batch_size = dev, Path(run_dir), batch_size
         self.patience, self.max_minutes = patience, max_minutes
         self.recalibrate, self.seed = recalibrate, seed
+        self.plateau = plateau
         self.best, self.best_epoch, self.history, self.t0 = math.inf, -1, [], None
-        self.elapsed_before = 0.0
-        state = self.run_dir / "selection.json"
-        if state.exists():                     # resumed run: remember the best so far
+        self.elapsed_before, self.backup = 0.0, None
+        state = self.run_dir / self.STATE
+        if state.exists():                     # resumed run: the committed state
             try:
                 s = json.loads(state.read_text())
-                self.history = list(s["history"])[:backed_up_epochs(self.run_dir)]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                self.best = math.inf if s["best"] is None else float(s["best"])
+                self.best_epoch, self.history = int(s["best_epoch"]), list(s["history"])
+                self.elapsed_before, self.backup = float(s.get("seconds", 0.0)), s.get("backup")
+                if self.plateau is not None and s.get("plateau"):
+                    self.plateau.load_state(s["plateau"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 raise DataError(state, "not a readable run state; start a new run") from None
-            # the selection state is written before the backup: a kill between the two
-            # leaves it one epoch ahead, and that epoch is trained again
-            scores = [h.get("dev_rmse", h.get("loss")) for h in self.history]
-            self.best_epoch = int(np.argmin(scores)) if scores else -1
-            self.best = float(scores[self.best_epoch]) if scores else math.inf
-            self.elapsed_before = float(self.history[-1].get("total_seconds", 0.0)) \
-                if self.history else 0.0
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
 
     @property
     def train_seconds(self) -> float:
         return self.elapsed_before + (time.time() - self.t0 if self.t0 else 0.0)
+
+    def restore(self, model) -> None:
+        """Load the committed backup into ``model`` (nothing for a fresh run)."""
+        if not self.history:
+            return
+        path = self.run_dir / "backup" / str(self.backup or "")
+        if not self.backup or not path.is_file():
+            raise DataError(self.run_dir, f"cannot resume: the backup {self.backup!r} named "
+                                          f"in {self.STATE} is missing")
+        load_training_state(model, path)
 
     def on_train_begin(self, logs=None):
         self.t0 = time.time()
@@ -435,8 +496,7 @@ class VideoLevelSelection(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         entry = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "lr": lr,
-                 "seconds": round(time.time() - self.t0, 2),
-                 "total_seconds": round(self.train_seconds, 2)}
+                 "seconds": round(time.time() - self.t0, 2)}
         if self.recalibrate is not None and self.recalibrate[2] > 0:
             model_cfg, frames, n = self.recalibrate
             recalibrate_batchnorm(self.model, model_cfg, frames, n, self.batch_size,
@@ -448,28 +508,69 @@ class VideoLevelSelection(keras.callbacks.Callback):
             improved = res["rmse"] < self.best
             score = res["rmse"]
         else:
-            improved, score = True, float(logs.get("loss", np.nan))
+            score = float(logs.get("loss", np.nan))
+            improved = True
+        if self.plateau is not None:
+            logs["learning_rate"] = self.plateau.update(self.model.optimizer, score)
         if improved:
             self.best, self.best_epoch = score, epoch
             save_model_atomic(self.model, self.run_dir / "best.keras")
         entry["best"] = improved
         self.history.append(entry)
-        write_json_atomic(self.run_dir / "selection.json",
-                          {"best": self.best, "best_epoch": self.best_epoch,
-                           "history": self.history})
+        self._commit(epoch + 1)
         if self.patience and self.dev is not None and epoch - self.best_epoch >= self.patience:
             self.model.stop_training = True
         if self.max_minutes and (time.time() - self.t0) / 60 > self.max_minutes:
             self.model.stop_training = True
 
+    def _commit(self, epochs: int) -> None:
+        backup_dir = self.run_dir / "backup"
+        backup_dir.mkdir(exist_ok=True)
+        name = f"epoch-{epochs:04d}.weights.h5"
+        save_training_state(self.model, backup_dir / name)
+        write_json_atomic(self.run_dir / self.STATE,
+                          {"best": None if math.isinf(self.best) else self.best,
+                           "best_epoch": self.best_epoch, "history": self.history,
+                           "seconds": round(self.train_seconds, 3), "backup": name,
+                           "plateau": self.plateau.state if self.plateau else None})
+        self.backup = name
+        keep = {name, _seeds_path(backup_dir / name).name}
+        for old in backup_dir.glob("*"):               # only after the commit
+            if old.name not in keep and old.is_file():
+                old.unlink(missing_ok=True)
 
-def backed_up_epochs(run_dir) -> int:
-    """Epochs in the run's ``BackupAndRestore`` state (0 when there is none)."""
-    meta = Path(run_dir) / "backup" / "training_metadata.json"
-    try:
-        return int(json.loads(meta.read_text())["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+
+def _seeds_path(path: Path) -> Path:
+    return path.with_name(path.name.replace(".weights.h5", "") + ".seeds.npz")
+
+
+def _seed_variables(model) -> list:
+    """The model's variables that are not weights: its random streams' positions."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def save_training_state(model, path) -> None:
+    """Weights and optimizer state (``model.save_weights``) to ``path``, and the
+    position of every random stream (dropout, jitter: model variables that are not
+    weights) to ``<name>.seeds.npz`` beside it."""
+    path = Path(path)
+    np.savez(_seeds_path(path), *[keras.ops.convert_to_numpy(v)
+                                  for v in _seed_variables(model)])
+    model.save_weights(path, overwrite=True)
+
+
+def load_training_state(model, path) -> None:
+    """Inverse of :func:`save_training_state`."""
+    path = Path(path)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    seeds = _seeds_path(path)
+    if seeds.is_file():
+        with np.load(seeds) as saved:
+            for i, v in enumerate(_seed_variables(model)):
+                v.assign(saved[f"arr_{i}"])
 
 
 # --------------------------------------------------------------------------- train
@@ -549,32 +650,29 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                        "replicas": replicas, "precision": precision}
     write_json_atomic(run_dir / "config.json", cfg)
 
-    ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
-                       t["augment_color"])
+    plateau = PlateauSchedule(t["plateau_factor"], t["plateau_patience"], t["min_lr"])
     selection = VideoLevelSelection(dev_fs, run_dir, t["eval_batch_size"], t["patience"],
                                     t["max_minutes"],
                                     recalibrate=(cfg["model"], train_fs,
                                                  t["bn_recalibration_batches"]),
-                                    seed=t["seed"])
-    callbacks = [                      # selection first: its state, then the backup
-        selection,
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ReduceLROnPlateau(monitor="dev_rmse" if dev_fs is not None else "loss",
-                                          factor=t["plateau_factor"],
-                                          patience=t["plateau_patience"], min_lr=t["min_lr"],
-                                          mode="min", verbose=0),
-        tensorboard_callback(run_dir / "tb"),
-    ]
-    spe = t["steps_per_epoch"] or None
-    if spe:                            # epochs of a fixed number of steps: reshuffled passes
-        ds = ds.repeat()
-    t0 = time.time()
-    model.fit(ds, epochs=t["epochs"], steps_per_epoch=spe, callbacks=callbacks,
-              verbose=t["verbose"], shuffle=False)
+                                    seed=t["seed"], plateau=plateau)
+    with scope:
+        selection.restore(model)
+    # epochs of a fixed number of steps over reshuffled passes; a resumed run skips
+    # the batches already drawn
+    n_steps = t["steps_per_epoch"] or len(train_fs) // min(t["batch_size"], len(train_fs))
+    ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
+                       t["augment_color"], skip_batches=selection.epochs_done * n_steps)
+    callbacks = [selection, tensorboard_callback(run_dir / "tb")]
+    if selection.epochs_done < t["epochs"] and not (
+            t["patience"] and dev_fs is not None and selection.history
+            and selection.epochs_done - 1 - selection.best_epoch >= t["patience"]):
+        model.fit(ds, epochs=t["epochs"], initial_epoch=selection.epochs_done,
+                  steps_per_epoch=n_steps, callbacks=callbacks, verbose=t["verbose"],
+                  shuffle=False)
     train_seconds = selection.train_seconds
 
     best = load_model_file(run_dir / "best.keras")
-    n_steps = spe or len(train_fs) // min(t["batch_size"], len(train_fs))
     result = {"name": cfg["name"], "model": model.name, "row": cfg["model"]["row"],
               "corpus": d["corpus"], "params": count_params(best),
               "best_epoch": selection.best_epoch + 1, "epochs_run": len(selection.history),
@@ -592,6 +690,7 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
         write_predictions_csv(run_dir / f"predictions_{split}.csv", rows)
     write_json_atomic(run_dir / "history.json", selection.history)
     write_json_atomic(run_dir / "metrics.json", result)
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return run_dir, result
 
 

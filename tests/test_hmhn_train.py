@@ -76,25 +76,65 @@ def test_training_run_writes_a_run_dir_with_metrics(trained_run):
     assert lines[0] == "recording_id,subject_id,true,predicted" and len(lines) == 4
 
 
-def test_resume_state_follows_the_backup_and_refuses_finished_runs(trained_run, tmp_path,
-                                                                    capsys):
-    """A kill between the selection state and the backup leaves selection.json one
-    epoch ahead: the resumed state keeps only the backed-up epochs and recomputes the
-    best; the train time carries over; --resume on a finished run is one line, exit 2."""
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after the raise point runs."""
+
+
+def _resume_config(root):
+    return {"name": "tiny", "model": TINY_MODEL,
+            "data": {"corpus": "tiny-faces", "data_root": str(root), "frames_per_video": 3},
+            "train": {"epochs": 4, "batch_size": 8, "verbose": 0, "plateau_patience": 1}}
+
+
+@pytest.mark.parametrize("kill", ["evaluating_3", "backup_written_3"])
+def test_killed_run_resumes_exactly(kill, trained_run, tmp_path, monkeypatch):
+    """A kill while epoch 3 is evaluated, or between epoch 3's backup and its commit:
+    the resumed run's history (dev RMSE, learning rate: the plateau halves it at
+    patience 1) and metrics equal an uninterrupted run's; time covers both parts."""
+    root = trained_run[0]
+    whole_dir, whole = T.train(_resume_config(root), out_base=tmp_path / "whole")
+    calls = {"n": 0}
+    with monkeypatch.context() as m:
+        if kill == "evaluating_3":
+            real = T.evaluate_frames
+
+            def evaluate(*a, **k):
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise _Killed()
+                return real(*a, **k)
+            m.setattr(T, "evaluate_frames", evaluate)
+        else:
+            real = T.write_json_atomic
+
+            def write(path, obj):
+                if str(path).endswith("selection.json"):
+                    calls["n"] += 1
+                    if calls["n"] == 3:
+                        raise _Killed()
+                return real(path, obj)
+            m.setattr(T, "write_json_atomic", write)
+        with pytest.raises(_Killed):
+            T.train(_resume_config(root), out_base=tmp_path / "killed")
+    (run_dir,) = list((tmp_path / "killed").iterdir())
+    assert len(json.loads((run_dir / "selection.json").read_text())["history"]) == 2
+    run_dir2, result = T.train(_resume_config(root), resume_dir=run_dir)
+    got = json.loads((run_dir / "history.json").read_text())
+    want = json.loads((whole_dir / "history.json").read_text())
+    assert [h["epoch"] for h in got] == [1, 2, 3, 4]
+    np.testing.assert_allclose([h["dev_rmse"] for h in got], [h["dev_rmse"] for h in want],
+                               rtol=1e-5)
+    assert [h["lr"] for h in got] == [h["lr"] for h in want]
+    for split in ("dev", "test"):
+        assert result["splits"][split]["rmse"] == pytest.approx(
+            whole["splits"][split]["rmse"], rel=1e-5)
+    assert not (run_dir / "backup").exists()
+
+
+def test_resume_refuses_finished_runs(trained_run, capsys):
     root, run_dir, result = trained_run
-    run = tmp_path / "killed"
-    (run / "backup").mkdir(parents=True)
-    history = [{"epoch": 1, "dev_rmse": 9.0, "total_seconds": 10.0},
-               {"epoch": 2, "dev_rmse": 8.0, "total_seconds": 20.0},
-               {"epoch": 3, "dev_rmse": 7.0, "total_seconds": 30.0}]
-    (run / "selection.json").write_text(json.dumps({"best": 7.0, "best_epoch": 2,
-                                                    "history": history}))
-    (run / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 2}))
-    sel = T.VideoLevelSelection(None, run)
-    assert [h["epoch"] for h in sel.history] == [1, 2]
-    assert sel.best == 8.0 and sel.best_epoch == 1 and sel.elapsed_before == 20.0
     code = main(["train", "--config", "experiments/hmhn_default.toml",
-                      "--resume", str(run_dir)])
+                 "--resume", str(run_dir)])
     assert code == 2 and "finished" in capsys.readouterr().err
 
 
