@@ -86,7 +86,8 @@ def _resume_config(root):
             "train": {"epochs": 4, "batch_size": 8, "verbose": 0, "plateau_patience": 1}}
 
 
-@pytest.mark.parametrize("kill", ["evaluating_3", "backup_written_3"])
+@pytest.mark.parametrize("kill", [pytest.param("evaluating_3", marks=pytest.mark.slow),
+                                  "backup_written_3"])
 def test_killed_run_resumes_exactly(kill, trained_run, tmp_path, monkeypatch):
     """A kill while epoch 3 is evaluated, or between epoch 3's backup and its commit:
     the resumed run's history (dev RMSE, learning rate: the plateau halves it at
