@@ -2,7 +2,7 @@
 
 Protocol (Sec. 4.2.1): AdamW, initial learning rate 1e-3, batch 64, dropout 0.2,
 trained from scratch; "learning factor 0.1" read as **[choice]** ReduceLROnPlateau
-with factor 0.1 on the selection metric. Loss (Eq. 10): MSE on the score plus the
+with factor 0.1 on the selection metric (:class:`PlateauSchedule`, resumable). Loss (Eq. 10): MSE on the score plus the
 partition loss (Eq. 11), which the model adds itself (:class:`hmhn.layers.PartitionLoss`).
 A video's prediction is the mean of its frames' predictions; MAE and RMSE are per
 video (Eq. 12-13). The model kept is the one with the lowest video-level RMSE on the
