@@ -509,7 +509,7 @@ def ensure_runs(specs: list[RunSpec], runs_dir, log=None, train_fn=None) -> dict
     One progress line per finished run (its time, the remaining count and an
     estimate of the time left). A run killed half-way leaves a directory without
     metrics.json; the next report continues that run in its directory (the trainers'
-    ``resume_dir``: BackupAndRestore state, the dev-selection history).
+    ``resume_dir``: the committed backup and dev-selection state).
     """
     from depressionmlp.runs import new_run_dir
     from depressionmlp.progress import _fmt_seconds
