@@ -281,3 +281,13 @@ def clean_temporaries(run_dir) -> None:
     for tmp in Path(run_dir).glob(".*.tmp*"):
         if tmp.is_file():
             tmp.unlink(missing_ok=True)
+
+
+def committed_backup(run_dir, name, state_file="selection.json") -> Path:
+    """``<run_dir>/backup/<name>``, the backup a run's committed state names; a
+    DataError when it is missing (a resume cannot continue without it)."""
+    path = Path(run_dir) / "backup" / str(name or "")
+    if not name or not path.is_file():
+        raise DataError(run_dir, f"cannot resume: the backup {name!r} named in {state_file} "
+                                 f"is missing")
+    return path

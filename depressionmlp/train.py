@@ -52,6 +52,7 @@ from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dat
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
+                                committed_backup,
                                 deep_update, load_keras_file, new_run_dir, run_files,
                                 save_model_atomic, write_json_atomic, write_text_atomic)
 
@@ -376,10 +377,7 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         """Load the committed backup (weights + optimizer state) into ``model``."""
         if not self.history:
             return
-        path = self.run_dir / "backup" / str(self.backup or "")
-        if not self.backup or not path.is_file():
-            raise DataError(self.run_dir, f"cannot resume: the backup {self.backup!r} named "
-                                          f"in {self.STATE} is missing")
+        path = committed_backup(self.run_dir, self.backup, self.STATE)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(path)

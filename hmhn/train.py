@@ -43,6 +43,7 @@ import tensorflow as tf
 from depressionmlp import metrics as M
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
+                                committed_backup,
                                 deep_update, load_keras_file, new_run_dir, run_files,
                                 save_model_atomic, write_json_atomic, write_text_atomic)
 from hmhn.models import DEFAULTS as MODEL_DEFAULTS
@@ -483,10 +484,7 @@ class VideoLevelSelection(keras.callbacks.Callback):
         """Load the committed backup into ``model`` (nothing for a fresh run)."""
         if not self.history:
             return
-        path = self.run_dir / "backup" / str(self.backup or "")
-        if not self.backup or not path.is_file():
-            raise DataError(self.run_dir, f"cannot resume: the backup {self.backup!r} named "
-                                          f"in {self.STATE} is missing")
+        path = committed_backup(self.run_dir, self.backup, self.STATE)
         load_training_state(model, path)
 
     def on_train_begin(self, logs=None):
