@@ -21,7 +21,7 @@ import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
                                   GatedMLPBlock, LevelJitter, MutualGuidance, ScoreHead,
-                                  SplitStandardize)
+                                  SegmentCentre, SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
@@ -62,6 +62,7 @@ DEFAULT_OPTIONS = {
     "score_offset": 0.0,               # [choice] Eq. 20 plus a fixed offset (0 = paper)
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
+    "keypoint_levels": "keep",         # [choice] "keep" or "drop" (SegmentCentre on R_X, R_Y)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd)
     "level_jitter": 0.0,               # [choice] training-only offsets shaped like level
@@ -69,6 +70,7 @@ DEFAULT_OPTIONS = {
 }
 
 KEYPOINT_FRAMES = ("image", "face")
+KEYPOINT_LEVELS = ("keep", "drop")
 STANDARDIZE_MODES = (False, True, "column", "split")
 
 
@@ -206,6 +208,9 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     if opts["keypoint_frame"] not in KEYPOINT_FRAMES:
         raise ValueError(f"keypoint_frame must be one of {KEYPOINT_FRAMES}, "
                          f"got {opts['keypoint_frame']!r}.")
+    if opts["keypoint_levels"] not in KEYPOINT_LEVELS:
+        raise ValueError(f"keypoint_levels must be one of {KEYPOINT_LEVELS}, "
+                         f"got {opts['keypoint_levels']!r}.")
     if not float(opts["level_jitter"]) >= 0:
         raise ValueError(f"level_jitter must be >= 0, got {opts['level_jitter']!r}.")
     if not float(opts["column_jitter"]) >= 0:
@@ -216,6 +221,10 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     out = dict(model_inputs)
     if opts["keypoint_frame"] == "face" and "R_X" in out:
         out["R_X"], out["R_Y"] = FaceFrame(name="face_frame")([out["R_X"], out["R_Y"]])
+    if opts["keypoint_levels"] == "drop":
+        for s in ("R_X", "R_Y"):
+            if s in out:
+                out[s] = SegmentCentre(name=f"centre_{s}")(out[s])
     for s in list(out):
         if mode == "split":
             out[s] = SplitStandardize(name=f"standardize_{s}")(out[s])

@@ -92,6 +92,10 @@ DEFAULT_CONFIG = {
         "max_minutes": None,         # wall-clock budget; stops after the evaluation past it
         "patience": None,            # dev evaluations without improvement before stopping
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
+        # [choice] "segment": Eq. 21 over the batch's segments (the paper); "recording":
+        # Eq. 21 over the mean score of each recording's per_recording draws, which are
+        # kept together in the batch (the quantity evaluation scores)
+        "loss": "segment",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -147,6 +151,12 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     check_numbers(t, ("learning_rate", "beta_1", "beta_2", "weight_decay", "seed",
                       "max_minutes", "patience"), source, "train.",
                   positive=("learning_rate", "max_minutes"), optional=("max_minutes", "patience"))
+    if t["loss"] not in LOSSES:
+        raise DataError(source, f"train.loss must be one of {list(LOSSES)}, got {t['loss']!r}")
+    if t["loss"] == "recording" and t["batch_size"] % t["per_recording"]:
+        raise DataError(source, f"train.loss 'recording' needs train.batch_size "
+                                f"({t['batch_size']}) to be a multiple of train.per_recording "
+                                f"({t['per_recording']})")
     if t["lr_schedule"] not in ("constant", "cosine"):
         raise DataError(source, "train.lr_schedule must be 'constant' or 'cosine', "
                                 f"got {t['lr_schedule']!r}")
@@ -225,6 +235,41 @@ def rmse_loss(y_true, y_pred):
     y_pred = keras.ops.cast(y_pred, "float32")
     y_true = keras.ops.cast(y_true, "float32")
     return keras.ops.sqrt(keras.ops.mean(keras.ops.square(y_true - y_pred)) + 1e-12)
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class RecordingRMSE(keras.losses.Loss):
+    """Eq. 21 on recording scores: the batch holds ``group`` consecutive segments
+    per recording (``balanced_dataset(grouped=True)``); each group's mean score is
+    compared with its label, as evaluation scores a recording by its segments' mean.
+
+    Call args:
+        y_true, y_pred: (b, 1) with b a multiple of ``group``.
+
+    Returns:
+        sqrt(mean over the b / group recordings of (y - mean_g y_hat)^2).
+    """
+
+    def __init__(self, group: int = 4, name: str = "recording_rmse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.group = int(group)
+
+    def call(self, y_true, y_pred):
+        y_pred = keras.ops.reshape(keras.ops.cast(y_pred, "float32"), (-1, self.group))
+        y_true = keras.ops.reshape(keras.ops.cast(y_true, "float32"), (-1, self.group))
+        err = keras.ops.mean(y_true, axis=1) - keras.ops.mean(y_pred, axis=1)
+        return keras.ops.sqrt(keras.ops.mean(keras.ops.square(err)) + 1e-12)
+
+    def get_config(self):
+        return {**super().get_config(), "group": self.group}
+
+
+LOSSES = ("segment", "recording")
+
+
+def make_loss(t: dict):
+    """The training loss named by ``train.loss`` (see DEFAULT_CONFIG)."""
+    return rmse_loss if t["loss"] == "segment" else RecordingRMSE(t["per_recording"])
 
 
 def make_optimizer(t: dict, total_steps: int | None = None) -> keras.optimizers.Optimizer:
@@ -501,7 +546,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         adapt_inputs(model, train_table.arrays)
         if t["init_bias_to_mean"]:
             init_output_bias(model, float(np.mean(labels)))
-        model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=rmse_loss,
+        model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=make_loss(t),
                       jit_compile=t["jit_compile"])
     replicas = int(strategy.num_replicas_in_sync)
 
@@ -523,7 +568,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         selection.restore(model)
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
-                          batch_size=t["batch_size"], seed=t["seed"])
+                          batch_size=t["batch_size"], seed=t["seed"],
+                          grouped=t["loss"] == "recording")
     ds = ds.skip(selection.epochs_done * eval_every)
     callbacks = [
         selection,
@@ -626,7 +672,8 @@ def _merge_tables(tables: list[SegmentTable]) -> SegmentTable:
 def load_model_file(path) -> keras.Model:
     """Load a ``.keras`` model with ``safe_mode=True``; a bad file is a DataError."""
     import depressionmlp.layers  # noqa: F401  (registers the custom layers)
-    return load_keras_file(path, custom_objects={"rmse_loss": rmse_loss})
+    return load_keras_file(path, custom_objects={"rmse_loss": rmse_loss,
+                                                 "RecordingRMSE": RecordingRMSE})
 
 
 def load_run(model_path) -> tuple[keras.Model, dict]:

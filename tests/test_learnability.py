@@ -10,7 +10,8 @@ import pytest
 from depressionmlp import classical, learnability, synth
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
-from depressionmlp.layers import ColumnJitter, FaceFrame, LevelJitter, SplitStandardize
+from depressionmlp.layers import (ColumnJitter, FaceFrame, LevelJitter, SegmentCentre,
+                                  SplitStandardize)
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -146,6 +147,42 @@ def test_face_frame_matches_numpy_and_removes_placement():
         np.testing.assert_allclose(out_y[i], (y[i] - cy) / size, rtol=1e-4, atol=1e-5)
     moved = [np.asarray(t) for t in FaceFrame()([3 * x + 0.2, 3 * y - 0.4])]
     np.testing.assert_allclose(moved[0], out_x, rtol=1e-3, atol=1e-4)
+
+
+def test_segment_centre_keeps_motion_and_removes_face_shape():
+    rng = np.random.default_rng(4)
+    motion = rng.normal(0, 0.02, (3, 6, 8)).astype("float32")
+    shapes = rng.normal(0, 1.0, (3, 1, 8)).astype("float32")      # one face shape each
+    out = np.asarray(SegmentCentre()(motion + shapes))
+    np.testing.assert_allclose(out, motion - motion.mean(1, keepdims=True), atol=1e-5)
+    # two subjects with different faces and the same motion look the same
+    np.testing.assert_allclose(out[0], np.asarray(SegmentCentre()(motion[:1] + shapes[1:2]))[0],
+                               atol=1e-5)
+
+
+def test_keypoint_levels_drop_centres_keypoints_and_keeps_au_levels():
+    from depressionmlp.models import build_model
+    model = build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_frame="face",
+                        keypoint_levels="drop")
+    names = [layer.name for layer in model.layers]
+    assert {"centre_R_X", "centre_R_Y"} <= set(names) and "centre_R_AU" not in names
+    assert names.index("face_frame") < names.index("centre_R_X")
+    with pytest.raises(ValueError, match="keypoint_levels"):
+        build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_levels="maybe")
+
+
+def test_split_standardize_keeps_only_motion_of_centred_columns():
+    rng = np.random.default_rng(6)
+    data = rng.normal(0, 0.02, (40, 12, 4)).astype("float32")
+    data[..., :2] -= data[..., :2].mean(1, keepdims=True)          # two centred columns
+    data[..., 2:] += rng.normal(0, 2.0, (40, 1, 2)).astype("float32")
+    layer = SplitStandardize()
+    layer.adapt(data)
+    out = np.asarray(layer(data))
+    motion = data - data.mean(1, keepdims=True)
+    np.testing.assert_allclose(out[..., :2], motion[..., :2]
+                               / np.sqrt((motion[..., :2] ** 2).mean((0, 1))), atol=1e-5)
+    np.testing.assert_allclose(out[..., 2:].mean(1).std(0), 1, atol=1e-3)   # levels kept
 
 
 def test_column_jitter_is_one_offset_per_column_in_training_only():

@@ -90,3 +90,21 @@ def test_empty_inputs_rejected():
     empty = np.zeros((0, 18, 68), np.float32)
     with pytest.raises(ValueError, match="without segments"):
         SegmentTable.from_recordings([SegmentedRecording("x", "x", "train", 1.0, empty, empty, empty)])
+
+
+def test_grouped_epochs_keep_each_recordings_draws_together():
+    table = SegmentTable.from_recordings(_recordings())
+    idx = epoch_indices(table, 0, seed=7, per_recording=4, grouped=True).numpy()
+    groups = table.recording[idx].reshape(-1, 4)
+    assert (groups == groups[:, :1]).all()                         # one recording per group
+    assert sorted(groups[:, 0]) == list(range(5))                  # each recording once
+    flat = epoch_indices(table, 0, seed=7, per_recording=4).numpy()
+    np.testing.assert_array_equal(np.sort(idx), np.sort(flat))     # the same draw
+    orders = {tuple(epoch_indices(table, e, seed=7, per_recording=4, grouped=True)
+                    .numpy()[::4] // 1) for e in range(4)}
+    assert len(orders) > 1                                         # recordings reshuffled
+    vals, labels = _epoch_values(balanced_dataset(table, seed=3, epochs=1, grouped=True), 3)
+    assert ((vals // 1000).astype(int).reshape(-1, 4) == (vals // 1000).astype(int)
+            .reshape(-1, 4)[:, :1]).all()
+    with pytest.raises(ValueError, match="multiple of per_recording"):
+        balanced_dataset(table, batch_size=6, grouped=True)

@@ -142,7 +142,8 @@ def test_every_model_trains_on_the_bundled_corpus(name, inputs, corpus, tables, 
     assert result["steps_run"] == 6 and result["epochs_run"] == 2
     run_cfg = json.loads((run_dir / "config.json").read_text())
     assert run_cfg["resolved"]["steps_per_balanced_epoch"] == \
-        -(-tables["train"].n_recordings * 4 // run_cfg["train"]["batch_size"])
+        -(-tables["train"].n_recordings * run_cfg["train"]["per_recording"]
+          // run_cfg["train"]["batch_size"])
     for split in ("dev", "test"):
         r = result["splits"][split]
         assert r["n"] == tables[split].n_recordings and np.isfinite(r["rmse"])
@@ -162,7 +163,9 @@ def test_run_directory_contents(trained, tables):
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["protocol"] == "default"
     assert cfg["train"]["learning_rate"] == 2e-3 and cfg["train"]["batch_size"] == 32
-    assert cfg["model"]["standardize"] is True and cfg["model"]["keypoint_frame"] == "face"
+    assert cfg["model"]["standardize"] == "split" and cfg["model"]["keypoint_frame"] == "face"
+    assert cfg["model"]["keypoint_levels"] == "drop"
+    assert cfg["train"]["loss"] == "recording" and cfg["train"]["per_recording"] == 8
     labels = tables["train"].recording_labels.astype(float)   # recordings that segment
     assert cfg["model"]["score_scale"] == pytest.approx(np.std(labels), rel=1e-5)
     assert cfg["model"]["score_offset"] == pytest.approx(np.mean(labels), rel=1e-5)
@@ -362,8 +365,10 @@ def test_protocol_layers_and_cli_override(tmp_path):
     assert paper["protocol"] == "paper" and paper["train"]["learning_rate"] == 2e-4
     assert paper["train"]["steps"] is None and paper["train"]["batch_size"] == 8
     assert paper["model"]["standardize"] is False and paper["model"]["score_scale"] == 1.0
+    assert paper["train"]["loss"] == "segment" and paper["train"]["per_recording"] == 4
+    assert paper["model"].get("keypoint_levels", "keep") == "keep"
     default = train.resolve_config({})
-    assert default["protocol"] == "default" and default["model"]["standardize"] is True
+    assert default["protocol"] == "default" and default["model"]["standardize"] == "split"
     # the experiment config wins over its protocol, the command line over both
     cfg = train.resolve_config({"protocol": "paper", "train": {"learning_rate": 1e-3}})
     assert cfg["train"]["learning_rate"] == 1e-3
@@ -379,3 +384,19 @@ def test_protocol_layers_and_cli_override(tmp_path):
         with pytest.raises(DataError, match=msg):
             cfg = train.resolve_config(c)
             train.resolve_score_affine(cfg["model"], np.array([1.0, 2.0]), "x.toml")
+
+
+def test_recording_loss_is_eq21_on_each_recordings_mean_score():
+    y_true = np.array([[3.0], [3.0], [3.0], [10.0], [10.0], [10.0]], "float32")
+    y_pred = np.array([[1.0], [2.0], [6.0], [9.0], [9.0], [15.0]], "float32")
+    got = float(train.RecordingRMSE(group=3)(y_true, y_pred))
+    want = np.sqrt(((3.0 - 3.0) ** 2 + (10.0 - 11.0) ** 2) / 2)      # means 3 and 11
+    assert got == pytest.approx(want, rel=1e-5)
+    assert float(train.rmse_loss(y_true, y_pred)) > 2 * got       # the segment loss differs
+    again = train.RecordingRMSE.from_config(train.RecordingRMSE(group=3).get_config())
+    assert again.group == 3
+    with pytest.raises(DataError, match="multiple of train.per_recording"):
+        train.resolve_config({"train": {"loss": "recording", "batch_size": 30,
+                                        "per_recording": 4}})
+    with pytest.raises(DataError, match="train.loss must be one of"):
+        train.resolve_config({"train": {"loss": "video"}})

@@ -73,11 +73,14 @@ class SegmentTable:
         return int(self.counts.shape[0])
 
 
-def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4) -> tf.Tensor:
+def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4,
+                  grouped: bool = False) -> tf.Tensor:
     """Segment indices of one balanced epoch, shuffled: (R * per_recording,) int64.
 
     Each recording contributes exactly ``per_recording`` segments, drawn without
     replacement when it has that many (with repeats, evenly, when it has fewer).
+    With ``grouped`` the recordings are shuffled and each one's segments stay
+    together (``per_recording`` consecutive indices), for the recording loss.
     """
     seed_pair = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
     u = tf.random.stateless_uniform([table.n_segments], seed=seed_pair, dtype=tf.float64)
@@ -87,21 +90,31 @@ def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4)
     j = tf.range(per_recording, dtype=tf.int64)
     counts = tf.constant(table.counts)
     pos = tf.constant(table.offsets)[:, None] + j[None, :] % counts[:, None]   # (R, k)
-    picked = tf.reshape(tf.gather(order, pos), [-1])
+    picked = tf.gather(order, pos)                                              # (R, k)
     shuffle_seed = tf.stack([seed_pair[0] + 1, seed_pair[1]])
+    if grouped:
+        rows = tf.random.experimental.stateless_shuffle(
+            tf.range(table.n_recordings, dtype=tf.int64), seed=shuffle_seed)
+        return tf.cast(tf.reshape(tf.gather(picked, rows), [-1]), tf.int64)
+    picked = tf.reshape(picked, [-1])
     return tf.cast(tf.random.experimental.stateless_shuffle(picked, seed=shuffle_seed), tf.int64)
 
 
 def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int = 4,
                      batch_size: int = 8, seed: int = 0, epochs: int | None = None,
-                     start_epoch: int = 0) -> tf.data.Dataset:
+                     start_epoch: int = 0, grouped: bool = False) -> tf.data.Dataset:
     """Training pipeline: balanced epochs, shuffled, batched, prefetched.
 
     Yields ``({stream: (b, M, N)}, label (b, 1))``. Each epoch is
     ``ceil(R * per_recording / batch_size)`` batches (see :func:`steps_per_epoch`)
     and batches never straddle two epochs. ``epochs=None`` repeats forever; give
-    Keras ``steps_per_epoch`` then.
+    Keras ``steps_per_epoch`` then. ``grouped`` (see :func:`epoch_indices`) needs
+    ``batch_size`` to be a multiple of ``per_recording``, so that every batch holds
+    whole recordings.
     """
+    if grouped and batch_size % per_recording:
+        raise ValueError(f"grouped batches need batch_size ({batch_size}) to be a "
+                         f"multiple of per_recording ({per_recording})")
     arrays = {s: tf.constant(table.arrays[s]) for s in streams}
     labels = tf.constant(table.labels[:, None])
     stop = None if epochs is None else start_epoch + epochs
@@ -109,7 +122,7 @@ def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int
                  else tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max))
 
     def one_epoch(e):
-        idx = epoch_indices(table, e, seed, per_recording)
+        idx = epoch_indices(table, e, seed, per_recording, grouped)
         return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
 
     def gather(idx):

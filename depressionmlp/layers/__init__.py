@@ -8,7 +8,7 @@ from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
 from depressionmlp.layers.preprocessing import (ColumnJitter, FaceFrame, LevelJitter,
-                                                 SplitStandardize)
+                                                 SegmentCentre, SplitStandardize)
 
 __all__ = [
     "ColumnJitter",
@@ -21,5 +21,6 @@ __all__ = [
     "LevelJitter",
     "MutualGuidance",
     "ScoreHead",
+    "SegmentCentre",
     "SplitStandardize",
 ]

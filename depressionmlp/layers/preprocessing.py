@@ -87,6 +87,31 @@ class FaceFrame(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class SegmentCentre(keras.layers.Layer):
+    """Each column minus its mean over the segment's frames: motion only.
+
+    ``y = x - mean_t(x)`` for one segment ``x`` of shape (M, N) (batch axis
+    omitted). Used on the keypoints (``keypoint_levels="drop"``): in the face
+    frame their resting positions are mostly face shape, i.e. who the subject
+    is, and 136 such columns let a model recognise every training subject; the
+    AUs keep their levels, where resting expression (less smiling at rest) lives
+    **[choice]**.
+
+    Call args:
+        inputs: (batch, M, N).
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def call(self, inputs):
+        return inputs - ops.mean(inputs, axis=1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
 class SavedNoiseState(keras.layers.Layer):
     """Base of the jitter layers: ``stddev`` (>= 0) and ``seed`` arguments, and a
     random stream whose position is saved with the weights (Keras saves a
@@ -167,7 +192,9 @@ class SplitStandardize(keras.layers.Layer):
     mean. Plain per-column standardisation divides both parts by the total
     spread, which between-subject differences (face shape, AU baselines)
     dominate, so within-segment motion reaches the blocks 10-100x smaller than
-    resting levels; here both arrive with unit spread **[choice]**.
+    resting levels; here both arrive with unit spread **[choice]**. A column
+    whose levels spread less than 1e-3 x its motion (one already centred per
+    segment) keeps its motion part only.
 
     It is affine per segment and keeps the shape, so the model's equations and
     parameter count are unchanged.
@@ -181,6 +208,9 @@ class SplitStandardize(keras.layers.Layer):
     Returns:
         (batch, M, N).
     """
+
+    FLAT = 1e-3          # level spread below FLAT x motion spread: no level information
+    NO_LEVEL = 1e30      # the level spread stored for such a column
 
     def __init__(self, epsilon: float = 1e-6, **kwargs):
         super().__init__(**kwargs)
@@ -206,10 +236,15 @@ class SplitStandardize(keras.layers.Layer):
             self.build(data.shape)
         level = data.mean(axis=1)                                   # (S, N)
         motion = data - level[:, None, :]
+        level_std = np.maximum(level.std(axis=0), self.epsilon)
+        motion_std = np.maximum(np.sqrt((motion ** 2).mean(axis=(0, 1))), self.epsilon)
+        # A column whose levels do not vary (already centred, e.g. keypoint_levels="drop")
+        # holds only rounding error there: a huge spread sends its level part to 0
+        # instead of amplifying that error to unit size.
+        level_std = np.where(level_std < self.FLAT * motion_std, self.NO_LEVEL, level_std)
         self.level_mean.assign(level.mean(axis=0).astype("float32"))
-        self.level_std.assign(np.maximum(level.std(axis=0), self.epsilon).astype("float32"))
-        self.motion_std.assign(np.maximum(np.sqrt((motion ** 2).mean(axis=(0, 1))),
-                                          self.epsilon).astype("float32"))
+        self.level_std.assign(level_std.astype("float32"))
+        self.motion_std.assign(motion_std.astype("float32"))
 
     def call(self, inputs):
         level = ops.mean(inputs, axis=1, keepdims=True)
