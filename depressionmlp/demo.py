@@ -84,12 +84,20 @@ def settings_line(cfg: dict) -> str:
     notes = []
     if m.get("keypoint_frame", "image") != "image":
         notes.append("keypoints in the segment's face frame [choice]")
-    if m.get("standardize"):
+    if m.get("keypoint_levels", "keep") == "drop":
+        notes.append("keypoints minus their segment mean (motion only) [choice]")
+    if m.get("standardize") == "split":
+        notes.append("resting level and motion standardised apart with training "
+                     "statistics [choice]")
+    elif m.get("standardize"):
         notes.append("per-column standardisation with training statistics [choice]")
     if m.get("column_jitter"):
         notes.append(f"training-only column offsets, sd {m['column_jitter']:g} [choice]")
     if m.get("score_scale", 1.0) != 1.0 or m.get("score_offset", 0.0) != 0.0:
         notes.append("Eq. 20 on standardised labels (x training sd + training mean) [choice]")
+    if t.get("loss", "segment") == "recording":
+        notes.append(f"Eq. 21 on each recording's mean over its {t.get('per_recording', 4)} "
+                     "draws (paper: per segment, 4 draws) [choice]")
     if t.get("learning_rate", 2e-4) != 2e-4:
         notes.append(f"learning rate {t['learning_rate']:g} (paper: 2e-4)")
     if t.get("lr_schedule", "constant") != "constant":
