@@ -5,7 +5,7 @@
 #   make ablation-dg CORPUS=avec2013|avec2014   Table III   make ablation-mg   Table IV
 #   make test-avec2013 | test-avec2014 | test-daic          make sweep-m       Fig. 4
 #   PROTOCOL=paper|default (default: each config's own, else default)
-#   make learnability [SEEDS="0 1 2"]   does each model learn what is in the data?
+#   make learnability [SEEDS="0 1 2"] [SIZE=long]   does each model learn what is in the data?
 #   make report CORPUS=... [PROTOCOL=..] [SEEDS="0 1 2"] [QUICK=1]   every table and figure
 #        of the paper -> outputs/report/<corpus>/report.md (reuses finished runs; resumable)
 #   make notebooks   re-execute notebooks/*.ipynb in place (figures inline, for the web page);
@@ -91,9 +91,10 @@ report: venv
 
 # The learnability suite: generated corpora (score in one place each, or mixed) x
 # {noise floor, mean predictor, StatsRidge, DG+MG default, DG+MG paper, single stream} x seeds.
+# SIZE=long: 25 training subjects with 150-240 s recordings (learnability.SIZES).
 learnability: venv
-	$(PY) -m depressionmlp learnability --out $(OUT)/learnability --data-root $(DATA_ROOT)/learnability \
-	  --seeds $(SEEDS)
+	$(PY) -m depressionmlp learnability --out $(OUT)/learnability$(if $(filter long,$(SIZE)),-long) \
+	  --data-root $(DATA_ROOT)/learnability --seeds $(SEEDS) $(if $(SIZE),--size $(SIZE))
 
 sweep-m: venv
 	$(call run_configs,sweep-m-$(CORPUS),$(wildcard experiments/fig4_m*.toml))

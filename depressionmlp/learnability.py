@@ -27,8 +27,18 @@ from pathlib import Path
 import numpy as np
 
 SUITE_CUES = ("motion", "au_variability", "static", "region", "blink", "mixed")
-#: Small corpora: about 56 training, 28 dev and 28 test recordings of 30-50 s.
-CORPUS = {"n_subjects": 80, "duration_s": (30, 50), "splits": (0.5, 0.25, 0.25)}
+#: Corpus sizes (``--size``). "short": about 56 training, 28 dev and 28 test
+#: recordings of 30-50 s, label noise sd 3 (single segments and even whole
+#: recordings are weak evidence). "long": 25 training subjects (about 35
+#: recordings), 150-240 s each, label noise sd 2: few identities, precise
+#: recording statistics, the regime where memorising subjects is easiest.
+SIZES = {
+    "short": {"n_subjects": 80, "duration_s": (30, 50), "splits": (0.5, 0.25, 0.25)},
+    "long": {"n_subjects": 50, "duration_s": (150, 240), "splits": (0.5, 0.25, 0.25),
+             "label_noise_sd": 2.0},
+}
+#: generator seed = SEED_BASE[size] + suite seed (a new corpus per size and seed)
+SEED_BASE = {"short": 1000, "long": 2000}
 #: Table III's single-stream row for the stream that carries each cue.
 SINGLE_STREAM = {"motion": "xy", "region": "xy", "blink": "xy",
                  "au_variability": "au", "static": "au"}
@@ -46,15 +56,18 @@ def model_rows(cue: str) -> list[tuple[str, dict, str | None]]:
     return rows
 
 
-def corpus_root(data_root: Path, cue: str, seed: int) -> Path:
-    return Path(data_root) / f"{cue}-s{seed}"
+def corpus_root(data_root: Path, cue: str, seed: int, size: str = "short") -> Path:
+    tag = "" if size == "short" else f"-{size}"
+    return Path(data_root) / f"{cue}{tag}-s{seed}"
 
 
-def ensure_corpus(data_root: Path, cue: str, seed: int) -> dict:
-    """Generate (or reuse) ``<data_root>/<cue>-s<seed>/synthetic``; its manifest."""
+def ensure_corpus(data_root: Path, cue: str, seed: int, size: str = "short") -> dict:
+    """Generate (or reuse) ``<data_root>/<cue>[-<size>]-s<seed>/synthetic``; its manifest."""
     from depressionmlp import synth
-    out = corpus_root(data_root, cue, seed) / "synthetic"
-    return synth.generate_corpus(out, seed=1000 + seed, cue=cue, **CORPUS)
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    out = corpus_root(data_root, cue, seed, size) / "synthetic"
+    return synth.generate_corpus(out, seed=SEED_BASE[size] + seed, cue=cue, **SIZES[size])
 
 
 def run_row(cfg: dict, protocol: str, data_root: Path, seed: int, out: Path,
@@ -75,7 +88,7 @@ def run_row(cfg: dict, protocol: str, data_root: Path, seed: int, out: Path,
 
 
 def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SUITE_CUES,
-              seeds=(0, 1, 2), rows=None, overrides=None, log=print) -> dict:
+              seeds=(0, 1, 2), rows=None, overrides=None, log=print, size="short") -> dict:
     """Run (or continue) the suite; returns the results dict also written to disk."""
     out, data_root = Path(out), Path(data_root)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +96,7 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
     results = json.loads(path.read_text()) if path.exists() else {}
     for cue in cues:
         for seed in seeds:
-            manifest = ensure_corpus(data_root, cue, seed)
+            manifest = ensure_corpus(data_root, cue, seed, size)
             key = f"{cue}/s{seed}"
             entry = results.setdefault(key, {"cue": cue, "seed": seed, "rows": {}})
             entry["noise_floor"] = manifest["noise_floor"]["test"]["rmse"]
@@ -93,8 +106,8 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
                     continue
                 if name in entry["rows"]:
                     continue
-                r = run_row(cfg, protocol, corpus_root(data_root, cue, seed), seed,
-                            out / "runs" / f"{cue}-s{seed}", overrides)
+                root = corpus_root(data_root, cue, seed, size)
+                r = run_row(cfg, protocol, root, seed, out / "runs" / root.name, overrides)
                 entry["rows"][name] = r
                 log(f"{key:<22} {name:<24} test RMSE {r['test_rmse']:6.2f}  "
                     f"(mean {entry['mean_predictor']:.2f}, floor {entry['noise_floor']:.2f})"
@@ -161,9 +174,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cues", nargs="+", default=list(SUITE_CUES))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--rows", nargs="+", help="only these rows (default: all)")
+    ap.add_argument("--size", choices=sorted(SIZES), default="short",
+                    help="corpus size (see SIZES; default: short); use a separate --out")
     args = ap.parse_args(argv)
     t0 = time.time()
-    results = run_suite(args.out, args.data_root, args.cues, args.seeds, args.rows)
+    results = run_suite(args.out, args.data_root, args.cues, args.seeds, args.rows,
+                        size=args.size)
     print(to_markdown(results))
     print(f"suite wall time {time.time() - t0:.0f} s; results in {args.out}")
     return 0

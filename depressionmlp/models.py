@@ -65,8 +65,11 @@ DEFAULT_OPTIONS = {
     "keypoint_levels": "keep",         # [choice] "keep" or "drop" (SegmentCentre on R_X, R_Y)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd)
+    "column_jitter_group": 1,          # [choice] consecutive samples sharing one offset
     "level_jitter": 0.0,               # [choice] training-only offsets shaped like level
                                        # differences between segments (LevelJitter, sd)
+    "column_dropout": 0.0,             # [choice] training-only: drop whole columns of a
+                                       # segment (SpatialDropout1D, rate)
 }
 
 KEYPOINT_FRAMES = ("image", "face")
@@ -215,6 +218,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         raise ValueError(f"level_jitter must be >= 0, got {opts['level_jitter']!r}.")
     if not float(opts["column_jitter"]) >= 0:
         raise ValueError(f"column_jitter must be >= 0, got {opts['column_jitter']!r}.")
+    if not 0 <= float(opts["column_dropout"]) < 1:
+        raise ValueError(f"column_dropout must be in [0, 1), got {opts['column_dropout']!r}.")
     mode = opts["standardize"]
     if not any(mode is m or (isinstance(m, str) and mode == m) for m in STANDARDIZE_MODES):
         raise ValueError(f"standardize must be one of {STANDARDIZE_MODES}, got {mode!r}.")
@@ -231,9 +236,13 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         elif mode:
             out[s] = keras.layers.Normalization(axis=-1, name=f"standardize_{s}")(out[s])
         if opts["column_jitter"]:
-            out[s] = ColumnJitter(float(opts["column_jitter"]), name=f"jitter_{s}")(out[s])
+            out[s] = ColumnJitter(float(opts["column_jitter"]), int(opts["column_jitter_group"]),
+                                  name=f"jitter_{s}")(out[s])
         if opts["level_jitter"]:
             out[s] = LevelJitter(float(opts["level_jitter"]), name=f"level_jitter_{s}")(out[s])
+        if opts["column_dropout"]:
+            out[s] = keras.layers.SpatialDropout1D(float(opts["column_dropout"]),
+                                                   name=f"column_dropout_{s}")(out[s])
     return out
 
 

@@ -96,6 +96,11 @@ DEFAULT_CONFIG = {
         # Eq. 21 over the mean score of each recording's per_recording draws, which are
         # kept together in the batch (the quantity evaluation scores)
         "loss": "segment",
+        # [choice] "none" (the paper) or "slope": after training, the score head's
+        # score_scale is multiplied by the least-squares slope a (clipped to
+        # CALIBRATION_SLOPE) of the select split's recording labels on its recording
+        # scores, both measured from score_offset: score = offset + a (score - offset)
+        "calibrate": "none",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -103,6 +108,12 @@ DEFAULT_CONFIG = {
         "verbose": 1,
     },
 }
+
+#: Range of the "slope" calibration's factor: 0 would be the mean predictor, which
+#: ScoreHead's positive score_scale does not allow, and a steep slope fitted on a
+#: small select split would amplify its noise.
+CALIBRATION_SLOPE = (1e-3, 4.0)
+CALIBRATIONS = ("none", "slope")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
 #: kept as data in experiments/protocols/<name>.toml.
@@ -157,6 +168,9 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, f"train.loss 'recording' needs train.batch_size "
                                 f"({t['batch_size']}) to be a multiple of train.per_recording "
                                 f"({t['per_recording']})")
+    if t["calibrate"] not in CALIBRATIONS:
+        raise DataError(source, f"train.calibrate must be one of {list(CALIBRATIONS)}, "
+                                f"got {t['calibrate']!r}")
     if t["lr_schedule"] not in ("constant", "cosine"):
         raise DataError(source, "train.lr_schedule must be 'constant' or 'cosine', "
                                 f"got {t['lr_schedule']!r}")
@@ -587,6 +601,14 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         best = model
     else:                                     # a resumed run whose best came before
         best, predictors = load_model_file(run_dir / "best.keras"), {}
+    if t["calibrate"] == "slope":
+        with scaling.precision_policy(precision):
+            best, calibration = calibrate_slope(best, cfg, settings, tables[d["select_split"]],
+                                                streams, predictors.get(d["select_split"]))
+        predictors = {}
+        cfg["resolved"]["calibration"] = calibration
+        write_json_atomic(run_dir / "config.json", cfg)
+        save_model_atomic(best, run_dir / "best.keras")
     result = _result_header(cfg, trainable_params(best))
     result.update({"best_epoch": selection.best_epoch + 1,
                    "best_step": (selection.best_epoch + 1) * eval_every,
@@ -595,12 +617,49 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                    "train_seconds": round(train_seconds, 2),
                    "steps_per_epoch": eval_every,
                    "distribute": distribute, "replicas": replicas, "precision": precision})
+    if "calibration" in cfg["resolved"]:
+        result["calibration"] = cfg["resolved"]["calibration"]
     _evaluate_splits(best, cfg, tables, streams, scale, train_table, run_dir, result,
                      predictors)
     write_json_atomic(run_dir / "history.json", selection.history)
     write_json_atomic(run_dir / "metrics.json", result)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     return run_dir, result
+
+
+def calibration_slope(scores, labels, offset: float) -> float:
+    """Least-squares slope through ``(offset, offset)`` of ``labels`` on ``scores``
+    (recording level), clipped to :data:`CALIBRATION_SLOPE`:
+    ``a = sum((s - o)(y - o)) / sum((s - o)^2)``."""
+    s = np.asarray(scores, np.float64) - offset
+    y = np.asarray(labels, np.float64) - offset
+    denom = float(np.sum(s * s))
+    a = float(np.sum(s * y)) / denom if denom > 0 else CALIBRATION_SLOPE[1]
+    return float(np.clip(a, *CALIBRATION_SLOPE))
+
+
+def calibrate_slope(model, cfg: dict, settings: SegmentSettings, table: SegmentTable,
+                    streams, predictor=None) -> tuple[keras.Model, dict]:
+    """The "slope" calibration (``train.calibrate``): the trained model rebuilt
+    with ``score_scale`` times :func:`calibration_slope` of ``table``'s recording
+    labels on its recording scores; ``cfg["model"]["score_scale"]`` is updated.
+
+    The score head computes ``act(scale * z + offset)``, so a new scale is exactly
+    ``offset + a * (score - offset)`` (before the activation): the saved model
+    still predicts BDI-II. Returns the new model and a record of the fit.
+    """
+    seg = predict_segments(model, table, streams, predictor)
+    _, rec_pred, rec_true = metrics.aggregate_by_recording(
+        table.recording_ids[table.recording], seg, table.labels)
+    offset = float(cfg["model"].get("score_offset", 0.0))
+    a = calibration_slope(rec_pred, rec_true, offset)
+    before = float(np.sqrt(np.mean((rec_pred - rec_true) ** 2)))
+    scale = float(cfg["model"].get("score_scale", 1.0))
+    cfg["model"]["score_scale"] = scale * a
+    calibrated = build_model_from_config(cfg, settings)
+    calibrated.set_weights(model.get_weights())
+    return calibrated, {"split": cfg["data"]["select_split"], "slope": round(a, 6),
+                        "score_scale_before": scale, "rmse_before": round(before, 4)}
 
 
 def _stopped_early(selection: RecordingLevelSelection, t: dict) -> bool:

@@ -194,6 +194,31 @@ def test_column_jitter_is_one_offset_per_column_in_training_only():
     assert abs(noisy[:, 0].std() - 0.7) < 0.05
     with pytest.raises(ValueError, match="stddev"):
         ColumnJitter(-1.0)
+    # group = 8: runs of 8 samples (one recording's draws) share their offsets
+    grouped = ColumnJitter(0.7, group=8, seed=1)
+    noisy = np.asarray(grouped(x[:60], training=True))[:, 0]          # 60 = 7 x 8 + 4
+    for start in range(0, 60, 8):
+        np.testing.assert_array_equal(noisy[start:start + 8],
+                                      np.broadcast_to(noisy[start], noisy[start:start + 8].shape))
+    assert not np.allclose(noisy[0], noisy[8])
+    assert ColumnJitter.from_config(grouped.get_config()).group == 8
+    with pytest.raises(ValueError, match="group"):
+        ColumnJitter(0.7, group=0)
+
+
+def test_column_dropout_drops_whole_columns_in_training_only():
+    from depressionmlp.models import build_model
+    model = build_model("DG+MG+Linear", column_dropout=0.3)
+    layer = model.get_layer("column_dropout_R_AU")
+    x = np.ones((64, 18, 68), "float32")
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(out, np.broadcast_to(out[:, :1], out.shape))  # whole columns
+    np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.7], rtol=1e-6)  # kept: x / 0.7
+    assert abs((out[:, 0] == 0).mean() - 0.3) < 0.03
+    assert "column_dropout_R_X" not in {l.name for l in build_model("DG+MG+Linear").layers}
+    with pytest.raises(ValueError, match="column_dropout"):
+        build_model("DG+MG+Linear", column_dropout=1.0)
 
 
 def test_split_standardize_matches_numpy_and_scales_level_and_motion_apart():

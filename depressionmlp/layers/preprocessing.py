@@ -153,10 +153,14 @@ class ColumnJitter(SavedNoiseState):
 
     ``y = x + e`` with ``e ~ N(0, stddev^2)`` of shape (batch, 1, N), broadcast over
     the M frames; identity at inference. On standardised inputs ``stddev`` is in
-    units of each column's spread.
+    units of each column's spread. With ``group = g > 1`` each run of g consecutive
+    samples shares one offset: with the recording loss a batch holds each
+    recording's draws together, so the whole group moves as one new face and the
+    offsets do not average out over the draws the loss averages **[choice]**.
 
     Args:
         stddev: the offsets' standard deviation (>= 0; 0 is the identity).
+        group: consecutive samples sharing one offset (>= 1).
         seed: optional int seed of the noise.
 
     Call args:
@@ -167,14 +171,27 @@ class ColumnJitter(SavedNoiseState):
         (batch, M, N).
     """
 
+    def __init__(self, stddev: float = 0.0, group: int = 1, seed=None, **kwargs):
+        super().__init__(stddev, seed, **kwargs)
+        if int(group) != group or int(group) < 1:
+            raise ValueError(f"ColumnJitter: group must be a positive integer, got {group}.")
+        self.group = int(group)
+
+    def get_config(self):
+        config = super().get_config()
+        config["group"] = self.group
+        return config
+
     def call(self, inputs, training=False):
         if not training or self.stddev == 0.0:
             return inputs
-        shape = (ops.shape(inputs)[0], 1, ops.shape(inputs)[2])
-        noise = keras.random.normal(shape, stddev=self.stddev, dtype=inputs.dtype,
-                                    seed=self.seed_generator)
+        batch = ops.shape(inputs)[0]
+        groups = (batch + self.group - 1) // self.group
+        noise = keras.random.normal((groups, 1, ops.shape(inputs)[2]), stddev=self.stddev,
+                                    dtype=inputs.dtype, seed=self.seed_generator)
+        if self.group > 1:
+            noise = ops.repeat(noise, self.group, axis=0)[:batch]
         return inputs + noise
-
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
