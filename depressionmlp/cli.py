@@ -73,7 +73,7 @@ def cmd_learnability(args) -> int:
     from depressionmlp import learnability
     check_output_dir(args.out, what="--out folder")
     argv = ["--out", args.out, "--data-root", args.data_root, "--cues", *args.cues,
-            "--seeds", *map(str, args.seeds)]
+            "--seeds", *map(str, args.seeds), "--size", args.size]
     if args.rows:
         argv += ["--rows", *args.rows]
     return learnability.main(argv) or 0
@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="corpora (cues) to run")
     s.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds")
     s.add_argument("--rows", nargs="+", help="only these rows, e.g. StatsRidge")
+    s.add_argument("--size", choices=["short", "long"], default="short",
+                   help="corpus size: short (56 training recordings of 30-50 s) or long "
+                        "(25 training subjects, 150-240 s); use a separate --out")
 
     s = add_command(sub, "report", "every table and figure of the paper: trains what is "
                                    "missing, writes report.md + PNGs (make report)", cmd_report)

@@ -92,7 +92,13 @@ def settings_line(cfg: dict) -> str:
     elif m.get("standardize"):
         notes.append("per-column standardisation with training statistics [choice]")
     if m.get("column_jitter"):
-        notes.append(f"training-only column offsets, sd {m['column_jitter']:g} [choice]")
+        shared = (f", shared by each run of {m['column_jitter_group']} draws"
+                  if m.get("column_jitter_group", 1) > 1 else "")
+        notes.append(f"training-only column offsets, sd {m['column_jitter']:g}{shared} [choice]")
+    if m.get("column_dropout"):
+        notes.append(f"training-only column dropout, rate {m['column_dropout']:g} [choice]")
+    if m.get("output_activation", "relu") != "relu":
+        notes.append(f"Eq. 20 with a {m['output_activation']} output (paper: ReLU) [choice]")
     if m.get("score_scale", 1.0) != 1.0 or m.get("score_offset", 0.0) != 0.0:
         notes.append("Eq. 20 on standardised labels (x training sd + training mean) [choice]")
     if t.get("loss", "segment") == "recording":
@@ -104,6 +110,8 @@ def settings_line(cfg: dict) -> str:
         notes.append(f"{t['lr_schedule']} learning-rate decay")
     if t.get("steps"):
         notes.append(f"{t['steps']} steps, dev evaluation every {t.get('eval_every')} steps")
+    if t.get("calibrate", "none") != "none":
+        notes.append(f"score {t['calibrate']} fitted on dev after training [choice]")
     if seg.get("center", "none") != "none":
         notes.append(f"inputs centred per {seg['center']} [choice]")
     name = cfg.get("protocol", "default")

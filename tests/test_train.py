@@ -18,13 +18,13 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     # the score in resting AU levels (a suite cue): small enough for the default set
     manifest = synth.generate_corpus(root / "synthetic", n_subjects=48, seed=11,
-                                     duration_s=(10, 14), cue="static")
+                                     duration_s=(20, 30), cue="static")
     return root, manifest
 
 
 def _config(root, **train_over):
     # the default protocol (experiments/protocols/default.toml) on a short step budget
-    t = {"steps": 600, "eval_every": 100, "seed": 0, "verbose": 0}
+    t = {"steps": 1200, "eval_every": 100, "seed": 0, "verbose": 0}
     t.update(train_over)
     return {"name": "t", "model": {"name": "DG+MG+Linear", "inputs": "all"},
             "data": {"corpus": "synthetic", "data_root": str(root)}, "train": t}
@@ -39,14 +39,15 @@ def trained(corpus, tmp_path_factory):
 
 
 def test_depressionmlp_beats_mean_predictor(trained):
-    """600 steps of the default protocol on 48 short recordings (measured: 0.81x / 0.94x
-    the mean predictor on dev / test, where StatsRidge is at 1.13x / 1.13x); the
-    full-budget claim against the ridge baseline is the slow test below."""
+    """1,200 steps of the default protocol on 48 recordings of 20-30 s (measured:
+    dev 6.07 / test 7.90 against the mean predictor's 11.57 / 8.48, 0.52x / 0.93x,
+    where StatsRidge gets 10.72 / 9.50); the full-budget claim against the ridge
+    baseline is the slow test below."""
     run_dir, result, manifest = trained
-    for split in ("dev", "test"):
+    for split, margin in (("dev", 0.7), ("test", 1.0)):
         r = result["splits"][split]
         mean_rmse = r["mean_predictor"]["rmse"]
-        assert r["rmse"] < mean_rmse, (split, r["rmse"], mean_rmse)
+        assert r["rmse"] < margin * mean_rmse, (split, r["rmse"], mean_rmse)
     # 42,192 trainable parameters (Table VI) + the non-trainable standardisation
     model, _ = train.load_run(run_dir)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -167,12 +168,17 @@ def test_run_directory_contents(trained, tables):
     assert cfg["model"]["keypoint_levels"] == "drop"
     assert cfg["train"]["loss"] == "recording" and cfg["train"]["per_recording"] == 8
     labels = tables["train"].recording_labels.astype(float)   # recordings that segment
-    assert cfg["model"]["score_scale"] == pytest.approx(np.std(labels), rel=1e-5)
+    calib = cfg["resolved"]["calibration"]
+    assert calib["score_scale_before"] == pytest.approx(np.std(labels), rel=1e-5)
+    assert cfg["model"]["score_scale"] == pytest.approx(np.std(labels) * calib["slope"], rel=1e-5)
     assert cfg["model"]["score_offset"] == pytest.approx(np.mean(labels), rel=1e-5)
     assert cfg["resolved"]["segment"]["segment_length"] == 18
     hist = json.loads((run_dir / "history.json").read_text())
     best = min(h["dev_rmse"] for h in hist)
-    assert result["splits"]["dev"]["rmse"] == pytest.approx(best, rel=1e-4)
+    # selection on the dev RMSE, then the slope fitted on dev (train.calibrate)
+    assert result["calibration"]["rmse_before"] == pytest.approx(best, rel=1e-4)
+    assert cfg["resolved"]["calibration"] == result["calibration"]
+    assert result["splits"]["dev"]["rmse"] <= best + 1e-6
     lines = (run_dir / "predictions_test.csv").read_text().splitlines()
     assert lines[0].startswith("recording_id,subject_id,true,predicted")
     assert len(lines) - 1 == result["splits"]["test"]["n"]
@@ -367,8 +373,11 @@ def test_protocol_layers_and_cli_override(tmp_path):
     assert paper["model"]["standardize"] is False and paper["model"]["score_scale"] == 1.0
     assert paper["train"]["loss"] == "segment" and paper["train"]["per_recording"] == 4
     assert paper["model"].get("keypoint_levels", "keep") == "keep"
+    assert paper["train"]["calibrate"] == "none"
     default = train.resolve_config({})
     assert default["protocol"] == "default" and default["model"]["standardize"] == "split"
+    assert default["train"]["calibrate"] == "slope"
+    assert default["model"]["column_jitter_group"] == default["train"]["per_recording"] == 8
     # the experiment config wins over its protocol, the command line over both
     cfg = train.resolve_config({"protocol": "paper", "train": {"learning_rate": 1e-3}})
     assert cfg["train"]["learning_rate"] == 1e-3
@@ -400,3 +409,58 @@ def test_recording_loss_is_eq21_on_each_recordings_mean_score():
                                         "per_recording": 4}})
     with pytest.raises(DataError, match="train.loss must be one of"):
         train.resolve_config({"train": {"loss": "video"}})
+
+
+def test_calibration_slope_is_least_squares_through_the_offset():
+    scores = np.array([12.0, 14.0, 16.0, 20.0])
+    labels = np.array([8.0, 14.0, 19.0, 30.0])
+    # measured from 14: s = (-2, 0, 2, 6), y = (-6, 0, 5, 16): a = (12 + 10 + 96) / 44
+    assert train.calibration_slope(scores, labels, 14.0) == pytest.approx(118 / 44)
+    assert train.calibration_slope(scores, 14 - (labels - 14), 14.0) == 1e-3   # clipped
+    assert train.calibration_slope(scores, 14 + 10 * (labels - 14), 14.0) == 4.0
+    assert train.calibration_slope(np.full(4, 14.0), labels, 14.0) == 4.0     # flat scores
+    with pytest.raises(DataError, match="train.calibrate must be one of"):
+        train.resolve_config({"train": {"calibrate": "isotonic"}})
+
+
+def test_slope_calibration_rescales_the_saved_score(corpus, tables):
+    """calibrate_slope: the rebuilt model's recording scores are offset + a (score -
+    offset) of the trained model's, a fitted on the select split, and the config
+    that evaluate/predict rebuild from holds the new score_scale."""
+    from depressionmlp import metrics
+    from depressionmlp.models import adapt_inputs
+    root, _ = corpus
+    cfg = train.resolve_config(_config(root, calibrate="slope"))
+    train.resolve_score_affine(cfg["model"], tables["train"].recording_labels, "t")
+    __import__("keras").utils.set_random_seed(0)
+    settings = train.segment_settings(cfg)
+    model = train.build_model_from_config(cfg, settings)
+    adapt_inputs(model, tables["train"].arrays)
+    streams = train.model_streams(cfg)
+    offset, scale = cfg["model"]["score_offset"], cfg["model"]["score_scale"]
+    dev = tables["dev"]
+
+    def recording_scores(m):
+        seg = train.predict_segments(m, dev, streams)
+        return metrics.aggregate_by_recording(dev.recording_ids[dev.recording], seg,
+                                              dev.labels)[1:]
+
+    before, labels = recording_scores(model)
+    calibrated, record = train.calibrate_slope(model, cfg, settings, dev, streams)
+    a = train.calibration_slope(before, labels, offset)
+    assert record["slope"] == pytest.approx(a, rel=1e-5)
+    assert cfg["model"]["score_scale"] == pytest.approx(scale * a)
+    after, _ = recording_scores(calibrated)
+    np.testing.assert_allclose(after, offset + a * (before - offset), rtol=1e-4, atol=1e-3)
+    assert np.sqrt(np.mean((after - labels) ** 2)) <= np.sqrt(np.mean((before - labels) ** 2))
+
+
+def test_demo_settings_line_names_every_default_protocol_choice():
+    from depressionmlp.demo import settings_line
+    line = settings_line(train.resolve_config({}))
+    for words in ("face frame", "segment mean", "standardised apart", "sd 1, shared by each "
+                  "run of 8 draws", "linear output", "slope fitted on dev", "mean over its 8 draws",
+                  "learning rate 0.002", "6000 steps"):
+        assert words in line, (words, line)
+    assert settings_line(train.resolve_config({"protocol": "paper"})).startswith(
+        "Protocol `paper`: the paper's")
