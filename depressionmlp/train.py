@@ -89,6 +89,11 @@ DEFAULT_CONFIG = {
         "steps": None,
         "eval_every": None,          # steps between dev evaluations (null: one epoch)
         "lr_schedule": "constant",   # [choice] "constant" (paper) or "cosine" over the budget
+        # [choice] 0 = off (the paper); else the optimiser keeps an exponential moving
+        # average of the weights (Keras' use_ema, this momentum), and dev evaluation,
+        # selection and the saved model use the averaged weights; training continues
+        # from the raw ones
+        "ema_momentum": 0.0,
         "max_minutes": None,         # wall-clock budget; stops after the evaluation past it
         "patience": None,            # dev evaluations without improvement before stopping
         "init_bias_to_mean": True,   # [choice] start the score at the training-label mean
@@ -171,6 +176,10 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["calibrate"] not in CALIBRATIONS:
         raise DataError(source, f"train.calibrate must be one of {list(CALIBRATIONS)}, "
                                 f"got {t['calibrate']!r}")
+    ema = t["ema_momentum"]
+    if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
+            or not 0.0 <= float(ema) < 1.0):
+        raise DataError(source, f"train.ema_momentum must be a number in [0, 1), got {ema!r}")
     if t["lr_schedule"] not in ("constant", "cosine"):
         raise DataError(source, "train.lr_schedule must be 'constant' or 'cosine', "
                                 f"got {t['lr_schedule']!r}")
@@ -287,17 +296,20 @@ def make_loss(t: dict):
 
 
 def make_optimizer(t: dict, total_steps: int | None = None) -> keras.optimizers.Optimizer:
-    """Adam of Sec. IV-B-3 with the chosen weight-decay reading and lr schedule."""
+    """Adam of Sec. IV-B-3 with the chosen weight-decay reading and lr schedule
+    (and a moving average of the weights where ``train.ema_momentum`` > 0)."""
+    ema = {"use_ema": True, "ema_momentum": float(t["ema_momentum"])} if t["ema_momentum"] else {}
     if t["weight_decay_mode"] == "keras3":
         lr = t["learning_rate"]
         if t["lr_schedule"] == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps or 1, 1),
                                                         alpha=0.05)
         return keras.optimizers.Adam(learning_rate=lr, beta_1=t["beta_1"],
-                                     beta_2=t["beta_2"], weight_decay=t["weight_decay"])
+                                     beta_2=t["beta_2"], weight_decay=t["weight_decay"], **ema)
     schedule = keras.optimizers.schedules.InverseTimeDecay(
         t["learning_rate"], decay_steps=1, decay_rate=t["weight_decay"])
-    return keras.optimizers.Adam(learning_rate=schedule, beta_1=t["beta_1"], beta_2=t["beta_2"])
+    return keras.optimizers.Adam(learning_rate=schedule, beta_1=t["beta_1"], beta_2=t["beta_2"],
+                                 **ema)
 
 
 def resolve_score_affine(model_cfg: dict, labels, source) -> None:
@@ -403,7 +415,9 @@ class RecordingLevelSelection(keras.callbacks.Callback):
     docstring), and stops on ``patience`` or on the wall-clock budget. The dev
     segments are scored by a :class:`SegmentPredictor` built once (``predictor``,
     else on the first evaluation); the best weights are also kept in memory
-    (``best_weights``) so the final evaluation needs no reload.
+    (``best_weights``) so the final evaluation needs no reload. With a moving
+    average of the weights (``train.ema_momentum``) the averaged weights are
+    evaluated, kept and saved; training and the backup continue from the raw ones.
     """
 
     STATE = "selection.json"
@@ -452,6 +466,10 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         if self.predictor is None:
             self.predictor = SegmentPredictor(self.model, self.table, self.streams)
+        raw = None
+        if getattr(self.model.optimizer, "use_ema", False):   # train.ema_momentum > 0
+            raw = self.model.get_weights()
+            self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
         res, _ = evaluate_table(self.model, self.table, self.streams, self.scale,
                                 predictor=self.predictor)
         logs["dev_rmse"], logs["dev_mae"] = res["rmse"], res["mae"]
@@ -460,6 +478,8 @@ class RecordingLevelSelection(keras.callbacks.Callback):
             self.best, self.best_epoch = res["rmse"], epoch
             self.best_weights = self.model.get_weights()
             save_model_atomic(self.model, self.run_dir / "best.keras")
+        if raw is not None:                 # training (and the backup) go on from the raw
+            self.model.set_weights(raw)
         self.history.append({"epoch": epoch + 1, "step": (epoch + 1) * self.eval_every,
                              "loss": float(logs.get("loss", np.nan)),
                              "dev_rmse": res["rmse"], "dev_mae": res["mae"],

@@ -406,7 +406,9 @@ DEFAULT_PROTOCOL_MARGIN = 0.7
 def test_default_protocol_learns_on_another_seed(tmp_path):
     """``python -m hmhn synth --seed 12`` (default cue sizes), then ``python -m hmhn train
     --config experiments/hmhn_default.toml --quick``: video-level RMSE on dev and test at
-    most 0.7 x the mean predictor's, and above 0.8 x the noise floor."""
+    most 0.7 x the mean predictor's, and above 0.8 x the noise floor (measured: dev 7.57
+    / test 8.91 against 13.56 / 13.20, 0.56 / 0.67 x; README "HMHN under its default
+    protocol")."""
     import subprocess
     import sys
     data = tmp_path / "data"
@@ -426,12 +428,7 @@ def test_default_protocol_learns_on_another_seed(tmp_path):
     for split in ("dev", "test"):
         r = result["splits"][split]
         assert r["rmse"] > 0.8 * floor[split]["rmse"], (split, r, floor)
-        if not r["rmse"] <= DEFAULT_PROTOCOL_MARGIN * r["mean_predictor"]["rmse"]:
-            # README "HMHN: what is left": seed 11 ended at 0.95 / 0.99 (3 epochs) and
-            # 0.80 / 0.92 (10 epochs) of the mean predictor on dev / test
-            pytest.xfail(f"issue 9 open: {split} RMSE {r['rmse']:.2f} > "
-                         f"{DEFAULT_PROTOCOL_MARGIN} x mean predictor "
-                         f"{r['mean_predictor']['rmse']:.2f}")
+        assert r["rmse"] <= DEFAULT_PROTOCOL_MARGIN * r["mean_predictor"]["rmse"], (split, r)
 
 
 def test_color_jitter_keeps_shapes_range_and_spatial_pattern():

@@ -424,6 +424,43 @@ def test_calibration_slope_is_least_squares_through_the_offset():
         train.resolve_config({"train": {"calibrate": "isotonic"}})
 
 
+def test_weight_average_is_what_selection_evaluates_and_saves(corpus, tables, tmp_path):
+    """train.ema_momentum: the saved model holds the moving average of the raw weights
+    seen after each step (a NumPy reading of Keras' use_ema: the first step's weights,
+    then avg = m avg + (1 - m) w), taken at the best evaluation; training itself
+    continues from the raw weights."""
+    import keras
+    root, _ = corpus
+    m = 0.8
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.raw = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.raw.append([v.numpy().copy() for v in self.model.trainable_variables])
+
+    rec = Record()
+    cfg = _config(root, steps=20, eval_every=10, ema_momentum=m, calibrate="none")
+    run_dir, result = train.train(cfg, out_base=tmp_path, tables=tables, callbacks=[rec])
+    assert len(rec.raw) == 20
+    avg = [w.copy() for w in rec.raw[0]]
+    averages = [avg]
+    for step in rec.raw[1:]:
+        avg = [m * a + (1 - m) * w for a, w in zip(avg, step)]
+        averages.append(avg)
+    want = averages[result["best_step"] - 1]
+    model, _ = train.load_run(run_dir)
+    got = [v.numpy() for v in model.trainable_variables]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+    raw = rec.raw[result["best_step"] - 1]
+    assert max(float(np.max(np.abs(g - r))) for g, r in zip(got, raw)) > 1e-4
+    with pytest.raises(DataError, match="train.ema_momentum must be a number in"):
+        train.resolve_config({"train": {"ema_momentum": 1.0}})
+
+
 def test_slope_calibration_rescales_the_saved_score(corpus, tables):
     """calibrate_slope: the rebuilt model's recording scores are offset + a (score -
     offset) of the trained model's, a fitted on the select split, and the config
