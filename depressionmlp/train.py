@@ -467,8 +467,9 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         if self.predictor is None:
             self.predictor = SegmentPredictor(self.model, self.table, self.streams)
         raw = None
-        if getattr(self.model.optimizer, "use_ema", False):   # train.ema_momentum > 0
-            raw = self.model.get_weights()
+        opt = self.model.optimizer                 # a LossScaleOptimizer wraps the Adam
+        if getattr(getattr(opt, "inner_optimizer", opt), "use_ema", False):
+            raw = self.model.get_weights()           # train.ema_momentum > 0
             self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
         res, _ = evaluate_table(self.model, self.table, self.streams, self.scale,
                                 predictor=self.predictor)
