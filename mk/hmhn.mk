@@ -2,7 +2,7 @@
 # CORPUS, HAS_GPU and the venv target). One run directory per config from experiments/,
 # then one table per target via `depressionmlp summarize` (markdown + JSON).
 #
-#   make demo-hmhn                    synthetic faces -> the default protocol at 64 px, 10 x 40 steps -> report.md
+#   make demo-hmhn                    synthetic faces -> the default protocol at 64 px, 16 x 60 steps -> report.md
 #   make hmhn-ablation [CORPUS=...]   Tables 3-4, rows A-E
 #   make hmhn-heads    [CORPUS=...]   Fig. 6, k = 1..8 cross-attention heads
 #   make hmhn-grid     [CORPUS=...]   Fig. 7, GWA grid none / 2x2 / 3x3 / 4x4 / 5x5

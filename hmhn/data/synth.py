@@ -40,8 +40,9 @@ Signal (the only place the score enters), with severity ``s = min(true, 45) / 45
     label-free resting mouth curve, eye size and brow slant. The three magnitudes
     (0.035, 0.45, 14) are the defaults of ``droop_max``, ``open_drop`` and
     ``brow_max_deg`` (:class:`CueStrength`): subtle at 64 px (droop ~2 px, aperture
-    ~1 px). ``make demo-hmhn`` asks for stronger ones (``experiments/hmhn_demo.toml``);
-    the manifest records them under ``parameters`` and ``signal``.
+    ~1 px). ``make demo-hmhn`` keeps them; stronger ones can be asked for (the
+    ``[synth]`` table of a demo config), and the manifest records them under
+    ``parameters`` and ``signal``.
 
 Nuisance (independent of the score)
     Per subject: head width and height, eye spacing and size, brow height and
@@ -167,8 +168,8 @@ class CueStrength:
 
     ``droop_max``: mouth-corner droop, fraction of the image size; ``open_drop``: the
     fraction of the eyelid aperture lost; ``brow_max_deg``: inner-brow raise in degrees.
-    The defaults are subtle at 64 px (droop ~2 px); ``make demo-hmhn`` uses stronger
-    cues (``experiments/hmhn_demo.toml``). Only the score's effect changes: the
+    The defaults are subtle at 64 px (droop ~2 px), and ``make demo-hmhn`` learns
+    at them; larger values make an easier corpus. Only the score's effect changes: the
     label-free frame noise (smiles, blinks, jitter) stays as it is.
     """
     droop_max: float = DROOP_MAX
