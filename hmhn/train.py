@@ -71,7 +71,7 @@ DEFAULT_CONFIG = {
         # [choice] the linear scaling rule: the optimizer runs at
         # learning_rate * batch_size / lr_reference_batch, so the paper's 1e-3 at batch 64
         # becomes 2.5e-4 at the --quick batch of 16; 0 = learning_rate as given, whatever
-        # the batch. Measured (README "HMHN on synthetic faces"): at batch 16, 1e-3 left
+        # the batch. Measured (README "HMHN under its default protocol"): at batch 16, 1e-3 left
         # the training loss at the labels' variance on one corpus in three.
         "lr_reference_batch": 64,
         "weight_decay": 0.01,        # [choice] AdamW's PyTorch default (paper: not given)
