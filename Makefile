@@ -26,6 +26,10 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TF_EXTRA := $(if $(HAS_GPU),gpu,cpu)
 JIT ?= $(if $(HAS_GPU),--jit,)
 PYTEST_ARGS ?=
+# test processes (pytest-xdist, one file per process: module fixtures are built once);
+# 0 = one process. Tracing graphs is single-threaded Python, so 2 halves the time on 2 cores.
+TEST_WORKERS ?= 2
+XDIST := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 NOTEBOOK_ARGS ?=
 export DATA_ROOT
 
@@ -49,10 +53,10 @@ demo: venv
 	$(PY) -m depressionmlp demo --data-root $(DATA_ROOT) --out $(OUT)/demo
 
 test: venv
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-slow: venv
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow $(XDIST) $(PYTEST_ARGS)
 
 count: venv
 	$(PY) -m depressionmlp count

@@ -12,7 +12,8 @@
   its recording-level dev/test error from that run's ``metrics.json``;
 - ``band``: the severity band's name and limits on the scale;
 - ``warnings``: thin evidence (few segments, many frames dropped, an interval that
-  spans several bands).
+  spans several bands) and a score outside the scale's range (the model extrapolates;
+  the band is then the nearest one, and the score is reported unclipped).
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def describe(result: dict, cfg: dict, model_path) -> dict:
     if len(seg) < MIN_SEGMENTS:
         warnings.append(f"thin evidence: {len(seg)} segment(s), about {seconds:.0f} s of "
                         f"usable video; the score may not represent the recording")
+    top = metrics.SEVERITY_SCALES[scale]["max"]
+    if not 0.0 <= result["score"] <= top:
+        warnings.append(f"the score {result['score']:.2f} lies outside the "
+                        f"{SCALE_NAMES.get(scale, scale)} range 0-{top}: the model "
+                        "extrapolates beyond the scores it was trained on")
     frames = result.get("frames") or 0
     dropped = result.get("frames_dropped") or 0
     if frames and dropped / frames > MAX_DROPPED:

@@ -54,7 +54,9 @@ def listing(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A DepressionMLP run directory (untrained model; what predict/export read)."""
+    import keras
     from depressionmlp import train
+    keras.utils.set_random_seed(0)
     cfg = train.resolve_config({"name": "edge-run", "data": {"corpus": "synthetic"}})
     train.resolve_score_affine(cfg["model"], [5.0, 15.0, 25.0], "fixture")
     settings = train.segment_settings(cfg)
@@ -306,7 +308,10 @@ def test_predict_reports_spread_interval_model_band_and_warnings(tmp_path, run_d
     for r in (a, b):
         assert r["model"]["run"] == run_dir.name and r["model"]["name"] == "edge-run"
         assert r["model"]["error"]["test"]["rmse"] == 7.0
-        assert r["band"]["low"] <= r["score"] <= r["band"]["high"] + 1
+        top = 63
+        inside = 0 <= r["score"] <= top
+        assert r["band"]["low"] <= min(max(r["score"], 0), top) <= r["band"]["high"] + 1
+        assert inside != any("lies outside the BDI-II range 0-63" in w for w in r["warnings"])
         assert {"sd", "min", "max", "median"} <= set(r["spread"])
     assert a["segments"] > 5 and a["interval"]["low"] <= a["score"] <= a["interval"]["high"]
     assert b["segments"] == 1 and b["interval"] is None
@@ -314,6 +319,26 @@ def test_predict_reports_spread_interval_model_band_and_warnings(tmp_path, run_d
     assert "thin evidence" in err and str(short) in err
     rc, out, err = run(dmlp, ["predict", "--model", run_dir, "--openface", short], capsys)
     assert rc == 0 and "BDI-II" in out and "run edge-run-" in out and "test RMSE 7.00" in out
+
+
+def test_describe_warns_on_a_score_outside_the_scale():
+    from depressionmlp import prediction
+    cfg = {"name": "x", "resolved": {"segment": {"segment_length": 100, "stride": 50,
+                                                 "fps": 30.0}}}
+    base = {"file": "a.csv", "segments": 8, "frames": 500, "frames_dropped": 0}
+    for score, seg, warned, band in ((-30.8, [-31.0, -30.6] * 4, True, "minimal"),
+                                     (70.2, [70.0, 70.4] * 4, True, "severe"),
+                                     (21.0, [20.8, 21.2] * 4, False, "moderate")):
+        r = prediction.describe(dict(base, score=score, segment_scores=seg, scale="bdi2"),
+                                cfg, "/nowhere/best.keras")
+        assert r["band"]["name"] == band and r["score"] == score
+        hits = [w for w in r["warnings"] if "outside the BDI-II range 0-63" in w]
+        assert bool(hits) == warned, r["warnings"]
+        if warned:
+            assert f"{score:.2f}" in hits[0]
+    r = prediction.describe(dict(base, score=25.5, segment_scores=[25.0, 26.0] * 4,
+                                 scale="phq8"), cfg, "/nowhere/best.keras")
+    assert any("outside the PHQ-8 range 0-24" in w for w in r["warnings"])
 
 
 def test_predict_warns_on_many_dropped_frames(tmp_path, run_dir, capsys):

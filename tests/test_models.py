@@ -36,6 +36,7 @@ def test_registry():
 
 @pytest.mark.parametrize("name,inputs", COMBOS, ids=[f"{n}-{k}" for n, k in COMBOS])
 def test_builds_counts_and_trains(name, inputs):
+    keras.utils.set_random_seed(0)
     model = build_model(name, inputs)
     streams = INPUT_SETS[inputs]
     assert model.name == name.replace("+", "_")
@@ -49,14 +50,15 @@ def test_builds_counts_and_trains(name, inputs):
     assert sizes["params"] == model.count_params() > 0
     assert sizes["flops"] > 0
 
-    model.compile(optimizer=keras.optimizers.Adam(2e-4), loss="mse", jit_compile=False)
-    x, y = _data(streams, batch=16)
-    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
-    losses = history.history["loss"]
-    assert len(losses) == 2 and np.all(np.isfinite(losses))
-    pred = model.predict(x, verbose=0)
-    assert pred.shape == (16, 1) and np.all(np.isfinite(pred))
-    assert np.all(pred >= 0)        # Eq. 20's ReLU
+    # gradients reach the weights: 20 full-batch steps on one batch lower its loss
+    # (measured at this seed: to 0.03-0.93 of the first step's)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = {s: rng.normal(size=(16, M, N)).astype("float32") for s in streams}
+    y = rng.uniform(0, 2, size=(16, 1)).astype("float32")
+    losses = model.fit(x, y, batch_size=16, epochs=20, verbose=0, shuffle=False).history["loss"]
+    assert losses[-1] < 0.97 * losses[0], losses
+    assert model.predict(x, verbose=0).shape == (16, 1)
 
 
 def test_design_param_count():
