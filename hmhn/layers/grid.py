@@ -155,7 +155,9 @@ class GridWiseAttention(keras.layers.Layer):
     Args:
         grid: ``(h, w)`` or ``"3x3"``; ``"none"`` = one tile (1 x 1). Default 3 x 3.
         lgfe_width: LGFE expansion ``k`` (Table 2). **[choice]** default 4.
-        use_lgfe: False replaces the LGFE by the identity (for tests / ablations).
+        use_lgfe: False replaces the LGFE by the identity (for tests / ablations). It
+            is not built where the weights are constant (see :attr:`constant_weights`):
+            grid "none" is then GWA switched off, with no parameters.
         softmax_axis: **[choice]** which axis Eq. 4's softmax normalises.
             ``"tiles"`` (default): across the ``h*w`` tiles, entry by entry, so the
             pooled weights of one channel sum to 1 over the tiles and compare the
@@ -164,7 +166,7 @@ class GridWiseAttention(keras.layers.Layer):
             ``"keys"``: the usual attention reading, over the last (key) axis of each
             ``th x th`` matrix. Caution: every row then sums to 1, so the Eq. 5 mean is
             exactly ``1/th`` whatever the input -- GWA degenerates to a constant
-            scaling of ``g`` and its LGFE gets no gradient. Kept for completeness.
+            scaling of ``g``, so no LGFE is built. Kept for completeness.
         fit: **[choice]** what to do when ``H`` (or ``W``) is not a multiple of ``h``
             (224 is not a multiple of 3). ``"pad"`` (default): mirror-pad the bottom /
             right edge to the next multiple (224 -> 225), compute the weights there and
@@ -189,9 +191,18 @@ class GridWiseAttention(keras.layers.Layer):
         self.fit = fit
         self.negative_slope = float(negative_slope)
         self.bn_momentum = float(bn_momentum)
+        # The LGFE is built only where its output can reach the weights: with one tile
+        # under the "tiles" softmax, or under the "keys" softmax, Eq. 5 gives constant
+        # weights (1, or 1/th), so an LGFE there would hold variables with no gradient.
         self.lgfe = (LocalGridFeatureExtractor(self.lgfe_width, self.negative_slope,
                                                self.bn_momentum, name="lgfe")
-                     if self.use_lgfe else None)
+                     if self.use_lgfe and not self.constant_weights else None)
+
+    @property
+    def constant_weights(self) -> bool:
+        """True where Eq. 4-5 give the same weight to every tile whatever the input:
+        a single tile (grid "none") under the "tiles" softmax, or any grid under "keys"."""
+        return self.softmax_axis == "keys" or self.grid == (1, 1)
 
     def build(self, input_shape):
         H, W, C = input_shape[1], input_shape[2], input_shape[3]
