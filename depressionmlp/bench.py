@@ -4,6 +4,8 @@ Measures, on a synthetic corpus generated into a temporary folder:
     parse_mb_per_s        OpenFace CSV parsing (read_openface_csv; _pandas: the pandas
                           path it replaced, same files, same run; _cpu_s: per CPU second;
                           parse_speedup: pandas over default, CPU seconds)
+    load_corpus_mb_per_s  a whole corpus read and segmented by load_corpus, its default
+                          threads against one (_1_thread)
     segment_rec_per_s     Eq. 1-3 segmenting of parsed recordings
     sampler_segments_per_s  the balanced tf.data pipeline, batches pulled
     train_steps_per_s     DepressionMLP (DG+MG+Linear) at batch 8, jit_compile False / True
@@ -39,7 +41,7 @@ def _timeit(fn, min_seconds=1.0, min_reps=1):
 
 def bench_data(tmp: Path, quick: bool) -> dict:
     from depressionmlp import synth
-    from depressionmlp.data.corpora import default_settings
+    from depressionmlp.data.corpora import default_settings, load_corpus
     from depressionmlp.data.openface import read_openface_csv
     from depressionmlp.data.sampler import SegmentTable, balanced_dataset
     from depressionmlp.data.segments import segment_recording
@@ -66,6 +68,14 @@ def bench_data(tmp: Path, quick: bool) -> dict:
     parse_s = {k: min(v) for k, v in parse_s.items()}
     parse_cpu = {k: min(v) for k, v in parse_cpu.items()}
     settings = default_settings("synthetic")
+    # a whole corpus read and segmented (no cache): one recording at a time against
+    # load_corpus' default threads
+    load_s = {}
+    for workers in (1, None):
+        t0 = time.perf_counter()
+        load_corpus("synthetic", tmp, settings=settings, warn=lambda m: None,
+                    workers=workers)
+        load_s[workers] = time.perf_counter() - t0
     t0 = time.perf_counter()
     segs = [segment_recording(fr, settings) for fr in frames]
     seg_s = time.perf_counter() - t0
@@ -89,6 +99,9 @@ def bench_data(tmp: Path, quick: bool) -> dict:
             "parse_mb_per_cpu_s_pandas": round(size_mb / parse_cpu["pandas"], 1),
             "parse_speedup": round(parse_cpu["pandas"] / parse_cpu["auto"], 2),
             "parse_speedup_wall": round(parse_s["pandas"] / parse_s["auto"], 2),
+            "load_corpus_mb_per_s_1_thread": round(size_mb / load_s[1], 1),
+            "load_corpus_mb_per_s": round(size_mb / load_s[None], 1),
+            "load_corpus_threads": min(8, os.cpu_count() or 1),
             "segment_rec_per_s": round(len(files) / seg_s, 1),
             "segments_total": int(table.n_segments),
             "sampler_segments_per_s": round(n * 8 / samp_s, 0)}, table

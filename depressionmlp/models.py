@@ -20,8 +20,8 @@ import keras
 import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
-                                  GatedMLPBlock, LevelJitter, MutualGuidance, ScoreHead,
-                                  SegmentCentre, SplitStandardize)
+                                  GatedMLPBlock, LevelJitter, MotionJitter, MutualGuidance,
+                                  ScoreHead, SegmentCentre, SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
@@ -68,6 +68,8 @@ DEFAULT_OPTIONS = {
     "column_jitter_group": 1,          # [choice] consecutive samples sharing one offset
     "level_jitter": 0.0,               # [choice] training-only offsets shaped like level
                                        # differences between segments (LevelJitter, sd)
+    "motion_jitter": 0.0,              # [choice] training-only log-gains on each column's
+                                       # motion (MotionJitter, sd; column_jitter_group shares)
     "column_dropout": 0.0,             # [choice] training-only: drop whole columns of a
                                        # segment (SpatialDropout1D, rate)
 }
@@ -218,6 +220,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         raise ValueError(f"level_jitter must be >= 0, got {opts['level_jitter']!r}.")
     if not float(opts["column_jitter"]) >= 0:
         raise ValueError(f"column_jitter must be >= 0, got {opts['column_jitter']!r}.")
+    if not float(opts["motion_jitter"]) >= 0:
+        raise ValueError(f"motion_jitter must be >= 0, got {opts['motion_jitter']!r}.")
     if not 0 <= float(opts["column_dropout"]) < 1:
         raise ValueError(f"column_dropout must be in [0, 1), got {opts['column_dropout']!r}.")
     mode = opts["standardize"]
@@ -238,6 +242,9 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         if opts["column_jitter"]:
             out[s] = ColumnJitter(float(opts["column_jitter"]), int(opts["column_jitter_group"]),
                                   name=f"jitter_{s}")(out[s])
+        if opts["motion_jitter"]:
+            out[s] = MotionJitter(float(opts["motion_jitter"]), int(opts["column_jitter_group"]),
+                                  name=f"motion_jitter_{s}")(out[s])
         if opts["level_jitter"]:
             out[s] = LevelJitter(float(opts["level_jitter"]), name=f"level_jitter_{s}")(out[s])
         if opts["column_dropout"]:

@@ -210,6 +210,26 @@ def test_load_corpus_skips_short_recordings_with_warning(tmp_path):
     assert "only 8 usable frames at 6 fps, a segment needs 18" in str(e)
 
 
+def test_load_corpus_threads_give_the_same_result_and_the_first_error(tmp_path):
+    recs = {"train": {f"{200 + i}_1": i for i in range(8)}, "dev": {"310_1": 0}}
+    cdir = make_avec2013(tmp_path, recs, n_frames=150)
+    one = load_corpus("avec2013", tmp_path, ("train", "dev"), workers=1)
+    four = load_corpus("avec2013", tmp_path, ("train", "dev"), workers=4)
+    for split in ("train", "dev"):
+        assert [r.recording_id for r in four[split]] == [r.recording_id for r in one[split]]
+        for a, b in zip(one[split], four[split]):
+            for s in ("R_X", "R_Y", "R_AU"):
+                np.testing.assert_array_equal(getattr(a, s), getattr(b, s))
+    # two broken files: the one discovered first is reported, whatever the threads do
+    for rid in ("203_1", "206_1"):
+        (cdir / "openface" / "train" / f"{rid}.csv").write_text("frame, success\n1, x\n")
+    for workers in (1, 4):
+        e = _err(load_corpus, "avec2013", tmp_path, ("train",), workers=workers)
+        assert "203_1.csv" in str(e), workers
+    with pytest.raises(ValueError, match="workers"):
+        load_corpus("avec2013", tmp_path, ("train",), workers=0)
+
+
 def test_load_daic_uses_640_divisor_and_20_aus(tmp_path):
     make_daic(tmp_path, {"train": {"303": 4}, "dev": {"302": 12}, "test": {"300": 20}},
               n_frames=100)

@@ -10,8 +10,8 @@ import pytest
 from depressionmlp import classical, learnability, synth
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
-from depressionmlp.layers import (ColumnJitter, FaceFrame, LevelJitter, SegmentCentre,
-                                  SplitStandardize)
+from depressionmlp.layers import (ColumnJitter, FaceFrame, LevelJitter, MotionJitter,
+                                  SegmentCentre, SplitStandardize)
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -204,6 +204,32 @@ def test_column_jitter_is_one_offset_per_column_in_training_only():
     assert ColumnJitter.from_config(grouped.get_config()).group == 8
     with pytest.raises(ValueError, match="group"):
         ColumnJitter(0.7, group=0)
+
+
+def test_motion_jitter_scales_each_columns_motion_and_keeps_its_level():
+    rng = np.random.default_rng(7)
+    x = (rng.normal(0, 2, (64, 1, 30)) + rng.normal(0, 1, (64, 18, 30))).astype("float32")
+    layer = MotionJitter(0.4, group=8, seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    y = np.asarray(layer(x, training=True))
+    level = x.mean(1, keepdims=True)
+    np.testing.assert_allclose(y.mean(1, keepdims=True), level, atol=1e-5)   # levels kept
+    gain = (y - level).std(1) / (x - level).std(1)                           # (64, 30)
+    motion = y - level                     # y = m + (x - m) exp(e): one gain per column
+    np.testing.assert_allclose(motion, (x - level) * gain[:, None, :], rtol=1e-4, atol=1e-5)
+    for start in range(0, 64, 8):          # a recording's 8 draws share their gains
+        np.testing.assert_allclose(gain[start:start + 8],
+                                   np.broadcast_to(gain[start], (8, 30)), rtol=1e-4)
+    log_gain = np.log(gain[::8])
+    assert abs(log_gain.std() - 0.4) < 0.06 and abs(log_gain.mean()) < 0.06
+    assert MotionJitter.from_config(layer.get_config()).group == 8
+    with pytest.raises(ValueError, match="stddev"):
+        MotionJitter(-0.1)
+    from depressionmlp.models import build_model
+    names = {l.name for l in build_model("DG+MG+Linear", motion_jitter=0.3).layers}
+    assert {"motion_jitter_R_X", "motion_jitter_R_Y", "motion_jitter_R_AU"} <= names
+    with pytest.raises(ValueError, match="motion_jitter"):
+        build_model("DG+MG+Linear", motion_jitter=-1.0)
 
 
 def test_column_dropout_drops_whole_columns_in_training_only():

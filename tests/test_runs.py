@@ -42,6 +42,8 @@ def test_bench_quick_writes_positive_numbers(tmp_path):
     result = json.loads((tmp_path / "bench.json").read_text())
     assert {"cpus", "tensorflow", "tf_enable_onednn_opts"} <= set(result["machine"])
     assert result["data"]["parse_mb_per_s"] > 0 and result["data"]["segments_total"] > 0
+    assert min(result["data"]["load_corpus_mb_per_s"],
+               result["data"]["load_corpus_mb_per_s_1_thread"]) > 0
     d = result["depressionmlp"]
     assert d["params"] == 42_192
     assert min(d["train_steps_per_s_jit_false"], d["train_steps_per_s_jit_true"],

@@ -25,6 +25,7 @@ number of ``<rec>``.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 import re
 import sys
 from pathlib import Path
@@ -418,7 +419,8 @@ def load_summary(corpus: str, data: dict, n_skipped: int = 0) -> str:
 def load_corpus(corpus: str, data_root=None, splits=SPLITS,
                 settings: SegmentSettings | None = None, cache_dir=None,
                 strict: bool = False, warn=_warn_stderr,
-                skip_short: bool = True) -> dict[str, list[SegmentedRecording]]:
+                skip_short: bool = True,
+                workers: int | None = None) -> dict[str, list[SegmentedRecording]]:
     """Discover, check and segment a corpus.
 
     Args:
@@ -429,6 +431,10 @@ def load_corpus(corpus: str, data_root=None, splits=SPLITS,
         warn: callable(str) for warnings; default prints to stderr.
         skip_short: recordings too short (or too gappy) for one segment are left
             out with a warning naming them; False raises their DataError.
+        workers: recordings read at once, in threads (parsing and segmenting are
+            NumPy work that releases the GIL); None = ``min(8, os.cpu_count())``, 1 =
+            one after another. The result and the first error reported are the same
+            for any number: recordings are collected in discovery order.
 
     Returns:
         split -> list of SegmentedRecording, one entry per requested split.
@@ -444,15 +450,25 @@ def load_corpus(corpus: str, data_root=None, splits=SPLITS,
         warn(msg)
     out = {split: [] for split in _check_splits(splits)}
     skipped = []
+    workers = min(8, os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     bar = Progress(len(sources), f"{corpus}: reading and segmenting recordings")
-    for src in sources:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        jobs = [pool.submit(load_segmented, src, settings, cache_dir) for src in sources]
         try:
-            out[src.split].append(load_segmented(src, settings, cache_dir))
-        except ShortRecordingError as e:
-            if not skip_short:
-                raise
-            skipped.append((src, e))
-        bar.update()
+            for src, job in zip(sources, jobs):
+                try:
+                    out[src.split].append(job.result())
+                except ShortRecordingError as e:
+                    if not skip_short:
+                        raise
+                    skipped.append((src, e))
+                bar.update()
+        except BaseException:
+            for job in jobs:           # an error (or Ctrl-C): start no further recording
+                job.cancel()
+            raise
     bar.done(load_summary(corpus, out, len(skipped)))
     if skipped:
         names = ", ".join(f"{s.split}/{s.recording_id}" for s, _ in skipped[:10])

@@ -8,7 +8,7 @@ from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
 from depressionmlp.layers.preprocessing import (ColumnJitter, FaceFrame, LevelJitter,
-                                                 SegmentCentre, SplitStandardize)
+                                                 MotionJitter, SegmentCentre, SplitStandardize)
 
 __all__ = [
     "ColumnJitter",
@@ -19,6 +19,7 @@ __all__ = [
     "DualGating",
     "GatedMLPBlock",
     "LevelJitter",
+    "MotionJitter",
     "MutualGuidance",
     "ScoreHead",
     "SegmentCentre",

@@ -182,16 +182,56 @@ class ColumnJitter(SavedNoiseState):
         config["group"] = self.group
         return config
 
-    def call(self, inputs, training=False):
-        if not training or self.stddev == 0.0:
-            return inputs
+    def group_noise(self, inputs):
+        """``N(0, stddev^2)`` of shape (batch, 1, N), one draw per run of ``group`` samples."""
         batch = ops.shape(inputs)[0]
         groups = (batch + self.group - 1) // self.group
         noise = keras.random.normal((groups, 1, ops.shape(inputs)[2]), stddev=self.stddev,
                                     dtype=inputs.dtype, seed=self.seed_generator)
         if self.group > 1:
             noise = ops.repeat(noise, self.group, axis=0)[:batch]
-        return inputs + noise
+        return noise
+
+    def call(self, inputs, training=False):
+        if not training or self.stddev == 0.0:
+            return inputs
+        return inputs + self.group_noise(inputs)
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class MotionJitter(ColumnJitter):
+    """Training-time gains on each column's motion, constant over the frames.
+
+    For one segment ``x`` of shape (M, N) with frame mean ``m = mean_t(x)``:
+
+        y = m + (x - m) * exp(e),   e ~ N(0, stddev^2) of shape (1, N)
+
+    identity at inference. :class:`ColumnJitter` moves resting levels, but a
+    subject is recognisable from motion too: how much each column moves (head-pose
+    spread, tracker jitter, the face's own mobility) is a per-subject fingerprint
+    in every column. Independent gains per column blur that fingerprint while a
+    cue shared by many columns (a whole face moving less) survives their average
+    **[choice]**. ``group`` as in :class:`ColumnJitter` (a recording's draws share
+    one gain).
+
+    Args:
+        stddev: spread of the log-gains (>= 0; 0 is the identity).
+        group: consecutive samples sharing one gain (>= 1).
+        seed: optional int seed of the noise.
+
+    Call args:
+        inputs: (batch, M, N).
+        training: bool.
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.stddev == 0.0:
+            return inputs
+        level = ops.mean(inputs, axis=1, keepdims=True)
+        return level + (inputs - level) * ops.exp(self.group_noise(inputs))
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
