@@ -211,20 +211,9 @@ class MotionJitter(ColumnJitter):
     spread, tracker jitter, the face's own mobility) is a per-subject fingerprint
     in every column. Independent gains per column blur that fingerprint while a
     cue shared by many columns (a whole face moving less) survives their average
-    **[choice]**. ``group`` as in :class:`ColumnJitter` (a recording's draws share
-    one gain).
-
-    Args:
-        stddev: spread of the log-gains (>= 0; 0 is the identity).
-        group: consecutive samples sharing one gain (>= 1).
-        seed: optional int seed of the noise.
-
-    Call args:
-        inputs: (batch, M, N).
-        training: bool.
-
-    Returns:
-        (batch, M, N).
+    **[choice]**. Arguments, call and shapes as :class:`ColumnJitter`, ``stddev``
+    being the spread of the log-gains and ``group`` the run of samples (a
+    recording's draws) sharing one gain.
     """
 
     def call(self, inputs, training=False):
