@@ -314,6 +314,18 @@ def test_killed_run_resumes_exactly(kill, corpus, uninterrupted, tmp_path, monke
     assert result["train_seconds"] > 1000.0
 
 
+def test_same_config_and_seed_give_the_same_run(corpus, uninterrupted, tmp_path):
+    """Same config and seed, a second run: the same dev curve and metrics, exactly."""
+    root, _ = corpus
+    whole_dir, whole = uninterrupted
+    run_dir, again = train.train(_short(root), out_base=tmp_path)
+    curve = [h["dev_rmse"] for h in json.loads((run_dir / "history.json").read_text())]
+    want = [h["dev_rmse"] for h in json.loads((whole_dir / "history.json").read_text())]
+    assert curve == want and len(curve) == 4
+    for split in ("dev", "test"):
+        assert again["splits"][split]["rmse"] == whole["splits"][split]["rmse"]
+
+
 def test_resume_refuses_missing_and_finished_runs(uninterrupted, tmp_path, capsys):
     whole_dir, _ = uninterrupted
     with pytest.raises(DataError, match="finished"):
