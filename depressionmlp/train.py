@@ -33,6 +33,7 @@ removed first.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -47,7 +48,7 @@ import tensorflow as tf
 
 from depressionmlp import classical
 from depressionmlp import metrics
-from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, eval_dataset,
+from depressionmlp.data.sampler import (SegmentTable, balanced_dataset,
                                         steps_per_epoch)
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
@@ -356,7 +357,10 @@ class SegmentPredictor:
                         for i in range(0, self.n, batch_size)]
         spec = {s: tf.TensorSpec((None,) + table.arrays[s].shape[1:], tf.float32)
                 for s in streams}
-        self._forward = tf.function(lambda x: self.model(x, training=False),
+        # a partial, not a lambda: TensorFlow counts traces per code object, so the
+        # one trace of each new predictor would add up to its retracing warning in a
+        # process that trains many runs (the learnability suite, make report)
+        self._forward = tf.function(functools.partial(_inference, model),
                                     input_signature=[spec], jit_compile=jit_compile,
                                     reduce_retracing=True)
 
@@ -365,16 +369,20 @@ class SegmentPredictor:
         return np.concatenate([np.asarray(o) for o in out]).astype(np.float64).reshape(-1)
 
 
+def _inference(model, x):
+    return model(x, training=False)
+
+
 def predict_segments(model, table: SegmentTable, streams, predictor=None) -> np.ndarray:
     """(S,) segment predictions in table order (``predictor``: a ready
     :class:`SegmentPredictor` of this model and table)."""
     if predictor is not None:
         return predictor()
     if isinstance(model, classical.StatsRidge):
-        out = model.predict(table.arrays)
-    else:
-        out = model.predict(eval_dataset(table, streams), verbose=0)
-    return np.asarray(out, dtype=np.float64).reshape(-1)
+        return np.asarray(model.predict(table.arrays), dtype=np.float64).reshape(-1)
+    # a forward function of its own: model.predict's cached function retraces for
+    # each split's last partial batch
+    return SegmentPredictor(model, table, streams)()
 
 
 def evaluate_table(model, table: SegmentTable, streams, scale="bdi2",
@@ -626,7 +634,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         with scaling.precision_policy(precision):
             best, calibration = calibrate_slope(best, cfg, settings, tables[d["select_split"]],
                                                 streams, predictors.get(d["select_split"]))
-        predictors = {}
+        predictors = {split: SegmentPredictor(best, tables[split], streams, jit_compile=jit)
+                      for split in d["eval_splits"]}
         cfg["resolved"]["calibration"] = calibration
         write_json_atomic(run_dir / "config.json", cfg)
         save_model_atomic(best, run_dir / "best.keras")
