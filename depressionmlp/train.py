@@ -634,8 +634,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         with scaling.precision_policy(precision):
             best, calibration = calibrate_slope(best, cfg, settings, tables[d["select_split"]],
                                                 streams, predictors.get(d["select_split"]))
-        predictors = {split: SegmentPredictor(best, tables[split], streams, jit_compile=jit)
-                      for split in d["eval_splits"]}
+        predictors = {}                       # the splits' own, built for the new model
         cfg["resolved"]["calibration"] = calibration
         write_json_atomic(run_dir / "config.json", cfg)
         save_model_atomic(best, run_dir / "best.keras")
