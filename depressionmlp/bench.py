@@ -171,6 +171,7 @@ def bench_whole_run(data_root: Path, quick: bool) -> dict:
     adapt_inputs(model, tables["train"].arrays)
     model.compile(optimizer=train.make_optimizer(t, steps), loss=train.rmse_loss,
                   jit_compile=t["jit_compile"])
+    model.optimizer.build(model.trainable_variables)        # as train() does: one trace
     ds = balanced_dataset(tables["train"], streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"])
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)

@@ -56,7 +56,7 @@ OURS = "table4_dg_mg"                 # DG+MG+Linear: Fig. 11 and the heat maps
 GMLP = "table3_gmlp_all"              # gMLP+Linear: the Fig. 6 comparison
 BASELINE = "baseline_ridge"
 #: QUICK=1: one seed and this step budget per run (dev evaluation every eval_every).
-QUICK_TRAIN = {"steps": 200, "eval_every": 100}
+QUICK_TRAIN = {"steps": 1000, "eval_every": 250}
 N_BOOT = 1000
 
 

@@ -107,6 +107,10 @@ DEFAULT_CONFIG = {
         # CALIBRATION_SLOPE) of the select split's recording labels on its recording
         # scores, both measured from score_offset: score = offset + a (score - offset)
         "calibrate": "none",
+        # [choice] what picks the saved step among the dev evaluations: "rmse" (the
+        # paper: dev RMSE as the model stands) or "calibrated": dev RMSE after the
+        # "slope" calibration fitted at that step, the quantity a calibrated run keeps
+        "select": "rmse",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -120,6 +124,7 @@ DEFAULT_CONFIG = {
 #: small select split would amplify its noise.
 CALIBRATION_SLOPE = (1e-3, 4.0)
 CALIBRATIONS = ("none", "slope")
+SELECTIONS = ("rmse", "calibrated")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
 #: kept as data in experiments/protocols/<name>.toml.
@@ -177,6 +182,11 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["calibrate"] not in CALIBRATIONS:
         raise DataError(source, f"train.calibrate must be one of {list(CALIBRATIONS)}, "
                                 f"got {t['calibrate']!r}")
+    if t["select"] not in SELECTIONS:
+        raise DataError(source, f"train.select must be one of {list(SELECTIONS)}, "
+                                f"got {t['select']!r}")
+    if t["select"] == "calibrated" and t["calibrate"] != "slope":
+        raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):
@@ -431,8 +441,9 @@ class RecordingLevelSelection(keras.callbacks.Callback):
     STATE = "selection.json"
 
     def __init__(self, table, streams, run_dir, scale, patience=None, max_minutes=None,
-                 history_path=None, eval_every=1, predictor=None):
+                 history_path=None, eval_every=1, predictor=None, calibrated_about=None):
         super().__init__()
+        self.calibrated_about = calibrated_about
         self.predictor, self.best_weights = predictor, None
         self.eval_every = int(eval_every)
         self.table, self.streams, self.run_dir, self.scale = table, streams, Path(run_dir), scale
@@ -479,19 +490,24 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         if getattr(getattr(opt, "inner_optimizer", opt), "use_ema", False):
             raw = self.model.get_weights()           # train.ema_momentum > 0
             self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
-        res, _ = evaluate_table(self.model, self.table, self.streams, self.scale,
-                                predictor=self.predictor)
+        res, rows = evaluate_table(self.model, self.table, self.streams, self.scale,
+                                   predictor=self.predictor)
         logs["dev_rmse"], logs["dev_mae"] = res["rmse"], res["mae"]
-        improved = res["rmse"] < self.best
+        entry = {"dev_rmse": res["rmse"], "dev_mae": res["mae"]}
+        score = res["rmse"]
+        if self.calibrated_about is not None:      # train.select = "calibrated"
+            score = calibrated_rmse([r["predicted"] for r in rows],
+                                    [r["true"] for r in rows], self.calibrated_about)
+            logs["dev_rmse_calibrated"] = entry["dev_rmse_calibrated"] = score
+        improved = score < self.best
         if improved:
-            self.best, self.best_epoch = res["rmse"], epoch
+            self.best, self.best_epoch = score, epoch
             self.best_weights = self.model.get_weights()
             save_model_atomic(self.model, self.run_dir / "best.keras")
         if raw is not None:                 # training (and the backup) go on from the raw
             self.model.set_weights(raw)
         self.history.append({"epoch": epoch + 1, "step": (epoch + 1) * self.eval_every,
-                             "loss": float(logs.get("loss", np.nan)),
-                             "dev_rmse": res["rmse"], "dev_mae": res["mae"],
+                             "loss": float(logs.get("loss", np.nan)), **entry,
                              "best": improved})
         self._commit(epoch + 1)
         if self.patience is not None and epoch - self.best_epoch >= self.patience:
@@ -591,6 +607,9 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
             init_output_bias(model, float(np.mean(labels)))
         model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=make_loss(t),
                       jit_compile=t["jit_compile"])
+        # Built here, not lazily inside the first traced step: a variable created
+        # while tracing makes TensorFlow trace the whole train step a second time.
+        model.optimizer.build(model.trainable_variables)
     replicas = int(strategy.num_replicas_in_sync)
 
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
@@ -601,12 +620,15 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     write_json_atomic(run_dir / "config.json", cfg)
 
     jit = t["jit_compile"]
+    calibrated_about = (float(cfg["model"].get("score_offset", 0.0))
+                        if t["select"] == "calibrated" else None)
     predictors = {split: SegmentPredictor(model, tables[split], streams, jit_compile=jit)
                   for split in dict.fromkeys([d["select_split"], *d["eval_splits"]])}
     selection = RecordingLevelSelection(dev_table, streams, run_dir, scale,
                                         patience=t["patience"], max_minutes=t["max_minutes"],
                                         eval_every=eval_every,
-                                        predictor=predictors[d["select_split"]])
+                                        predictor=predictors[d["select_split"]],
+                                        calibrated_about=calibrated_about)
     with scope:
         selection.restore(model)
     # A resumed run continues the balanced draws where the killed one stopped.
@@ -665,6 +687,14 @@ def calibration_slope(scores, labels, offset: float) -> float:
     denom = float(np.sum(s * s))
     a = float(np.sum(s * y)) / denom if denom > 0 else CALIBRATION_SLOPE[1]
     return float(np.clip(a, *CALIBRATION_SLOPE))
+
+
+def calibrated_rmse(scores, labels, offset: float) -> float:
+    """Recording RMSE of ``offset + a (scores - offset)``, ``a`` the
+    :func:`calibration_slope` fitted on these same scores and labels."""
+    s, y = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+    a = calibration_slope(s, y, offset)
+    return float(np.sqrt(np.mean((offset + a * (s - offset) - y) ** 2)))
 
 
 def calibrate_slope(model, cfg: dict, settings: SegmentSettings, table: SegmentTable,

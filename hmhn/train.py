@@ -658,6 +658,9 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
             raise DataError(source, f"bad model config: {e}") from None
         model.compile(optimizer=make_optimizer(t), loss=make_loss(t, cfg["model"]),
                       jit_compile=jit, run_eagerly=t["run_eagerly"])
+        # Built here, not lazily inside the first traced step: a variable created
+        # while tracing makes TensorFlow trace the whole train step a second time.
+        model.optimizer.build(model.trainable_variables)
     replicas = int(strategy.num_replicas_in_sync)
 
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])

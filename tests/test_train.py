@@ -439,6 +439,37 @@ def test_calibration_slope_is_least_squares_through_the_offset():
         train.resolve_config({"train": {"calibrate": "isotonic"}})
 
 
+def test_calibrated_rmse_refits_the_slope_on_the_same_scores():
+    scores = np.array([12.0, 14.0, 16.0, 20.0])
+    labels = np.array([8.0, 14.0, 19.0, 30.0])
+    a = 118 / 44                                   # the slope of the test above
+    want = np.sqrt(np.mean((14 + a * (scores - 14) - labels) ** 2))
+    assert train.calibrated_rmse(scores, labels, 14.0) == pytest.approx(want)
+    assert train.calibrated_rmse(scores, 14 + 2 * (scores - 14), 14.0) == pytest.approx(0.0)
+    with pytest.raises(DataError, match="train.select must be one of"):
+        train.resolve_config({"train": {"select": "mae"}})
+    with pytest.raises(DataError, match="needs train.calibrate = 'slope'"):
+        train.resolve_config({"train": {"select": "calibrated", "calibrate": "none"}})
+
+
+def test_calibrated_selection_keeps_the_step_whose_calibrated_dev_rmse_is_lowest(
+        corpus, tables, tmp_path):
+    """train.select = "calibrated": each evaluation records the dev RMSE after the
+    slope fitted at that step; the best of those is the step kept, and the saved
+    (calibrated) model scores exactly that on dev."""
+    root, _ = corpus
+    cfg = _config(root, steps=40, eval_every=8, calibrate="slope", select="calibrated")
+    run_dir, result = train.train(cfg, out_base=tmp_path, tables=tables)
+    history = json.loads((run_dir / "history.json").read_text())
+    cal = [h["dev_rmse_calibrated"] for h in history]
+    assert len(cal) == 5
+    best = int(np.argmin(cal))
+    assert result["best_step"] == history[best]["step"]
+    assert [h["best"] for h in history] == [c < min(cal[:i], default=np.inf)
+                                            for i, c in enumerate(cal)]
+    assert result["splits"]["dev"]["rmse"] == pytest.approx(cal[best], rel=1e-4)
+
+
 def test_weight_average_is_what_selection_evaluates_and_saves(corpus, tables, tmp_path):
     """train.ema_momentum: the saved model holds the moving average of the raw weights
     seen after each step (a NumPy reading of Keras' use_ema: the first step's weights,
