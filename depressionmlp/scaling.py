@@ -6,10 +6,13 @@ Distribution (``train.distribute`` / ``--distribute``) goes through ``tf.distrib
 - ``"mirrored"``: :class:`tf.distribute.MirroredStrategy` over every GPU, or, with no
   GPU, over every logical CPU device (``--cpu-devices N`` splits the CPU into N, so
   the multi-replica path runs and is tested on a CPU machine).
-- ``"multiworker"``: :class:`tf.distribute.MultiWorkerMirroredStrategy`. Every worker
-  runs the same command with its own ``TF_CONFIG`` (``{"cluster": {"worker":
-  ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": i}}``); worker 0
-  (the chief) writes the run directory that counts, the others write theirs beside it.
+- ``"multiworker"``: refused with a one-line message. Tried with two local workers
+  (``TF_CONFIG`` with ``{"cluster": {"worker": ["localhost:23456", "localhost:23457"]},
+  "task": {"type": "worker", "index": i}}``): the workers connect, then Keras 3's
+  ``Model.fit`` fails converting the per-replica batch to a tensor, the upstream
+  problem of keras-team/keras#20585 (tensorflow/tensorflow#72388; the TensorFlow
+  multi-worker tutorial fails the same way). Several machines need a custom training
+  loop, which this package does not have.
 - ``"auto"`` (the default): ``"mirrored"`` where more than one GPU is visible, else
   ``"none"``.
 
@@ -31,11 +34,14 @@ BatchNorm) are built with ``dtype="float32"``; the losses cast to float32.
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
 
 from depressionmlp.errors import DataError
 
 DISTRIBUTE = ("auto", "none", "mirrored", "multiworker")
+MULTIWORKER_REFUSED = ("--distribute multiworker does not run: Keras 3's Model.fit fails "
+                       "under MultiWorkerMirroredStrategy (keras-team/keras#20585); use "
+                       "--distribute mirrored for the GPUs of one machine")
 PRECISION = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -64,17 +70,36 @@ def gpu_count() -> int:
     return len(tf.config.list_physical_devices("GPU"))
 
 
+def check_options(train_cfg: dict, source=None) -> None:
+    """A config's ``train.distribute`` and ``train.precision``: known values, and no
+    multiworker (refused before a run directory exists)."""
+    for key, allowed in (("distribute", DISTRIBUTE), ("precision", PRECISION)):
+        if train_cfg[key] not in allowed:
+            raise DataError(source, f"train.{key} must be one of {list(allowed)}, "
+                                    f"got {train_cfg[key]!r}")
+    if train_cfg["distribute"] == "multiworker":
+        raise DataError(source, MULTIWORKER_REFUSED)
+
+
 def resolve_distribute(name: str, source=None) -> str:
     if name not in DISTRIBUTE:
         raise DataError(source, f"train.distribute must be one of {list(DISTRIBUTE)}, "
                                 f"got {name!r}")
+    if name == "multiworker":
+        raise DataError(source, MULTIWORKER_REFUSED)
     if name == "auto":
         return "mirrored" if gpu_count() > 1 else "none"
     return name
 
 
+@functools.lru_cache(maxsize=None)
 def make_strategy(name: str):
-    """The ``tf.distribute`` strategy for a resolved ``name`` (see the module docstring)."""
+    """The ``tf.distribute`` strategy for a resolved ``name`` (see the module docstring).
+
+    One per name and process: runs trained one after another in a process (make
+    report, the learnability suite) share it, since a second MirroredStrategy's
+    collective ops reuse the first one's instance keys and fail with a shape mismatch.
+    """
     import tensorflow as tf
     if name == "none":
         return tf.distribute.get_strategy()
@@ -83,18 +108,16 @@ def make_strategy(name: str):
             return tf.distribute.MirroredStrategy()
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=cpus)
-    if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise DataError(None, "--distribute multiworker needs TF_CONFIG set on every "
-                                  "worker (see depressionmlp/scaling.py)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(name)
 
 
 def strategy_scope(name: str):
-    """(strategy, context manager): build and compile the model inside the manager."""
+    """(strategy, scope): ``scope()`` gives a fresh context manager to build, compile
+    or restore the model in (a ``strategy.scope()`` object cannot be entered twice)."""
     strategy = make_strategy(name)
-    scope = contextlib.nullcontext() if name == "none" else strategy.scope()
+
+    def scope():
+        return contextlib.nullcontext() if name == "none" else strategy.scope()
     return strategy, scope
 
 

@@ -198,11 +198,8 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, "train.lr_schedule 'cosine' needs weight_decay_mode 'keras3'")
     if t["weight_decay_mode"] not in ("keras3", "keras2"):
         raise DataError(source, "train.weight_decay_mode must be 'keras3' or 'keras2'")
-    from depressionmlp.scaling import DISTRIBUTE, PRECISION
-    for key, allowed in (("distribute", DISTRIBUTE), ("precision", PRECISION)):
-        if t[key] not in allowed:
-            raise DataError(source, f"train.{key} must be one of {list(allowed)}, "
-                                    f"got {t[key]!r}")
+    from depressionmlp.scaling import check_options
+    check_options(t, source)
     from depressionmlp.data.segments import CENTERING
     center = cfg["data"]["segment"].get("center", "none")
     if center not in CENTERING:
@@ -599,7 +596,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     eval_every = t["eval_every"] or epoch_steps
     total_steps = t["steps"] or t["epochs"] * epoch_steps
     n_evals = int(math.ceil(total_steps / eval_every))
-    with scope, scaling.precision_policy(precision):
+    with scope(), scaling.precision_policy(precision):
         model = build_model_from_config(cfg, settings)
         from depressionmlp.models import adapt_inputs
         adapt_inputs(model, train_table.arrays)
@@ -629,7 +626,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                                         eval_every=eval_every,
                                         predictor=predictors[d["select_split"]],
                                         calibrated_about=calibrated_about)
-    with scope:
+    with scope():
         selection.restore(model)
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],

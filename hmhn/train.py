@@ -166,11 +166,8 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
         raise DataError(source, "train.jit_compile must be true, false or \"auto\"")
     if not isinstance(t["run_eagerly"], bool):
         raise DataError(source, "train.run_eagerly must be true or false")
-    from depressionmlp.scaling import DISTRIBUTE, PRECISION
-    for key, allowed in (("distribute", DISTRIBUTE), ("precision", PRECISION)):
-        if t[key] not in allowed:
-            raise DataError(source, f"train.{key} must be one of {list(allowed)}, "
-                                    f"got {t[key]!r}")
+    from depressionmlp.scaling import check_options
+    check_options(t, source)
     if not d["train_splits"]:
         raise DataError(source, "data.train_splits must name at least one split")
     if d["select_split"] == "auto":
@@ -651,7 +648,7 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     distribute = scaling.resolve_distribute(t["distribute"], source)
     precision = scaling.resolve_precision(t["precision"], source)
     strategy, scope = scaling.strategy_scope(distribute)
-    with scope, scaling.precision_policy(precision):
+    with scope(), scaling.precision_policy(precision):
         try:
             model = build_from_config(cfg["model"])
         except (ValueError, TypeError) as e:
@@ -681,7 +678,7 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                                     recalibrate=(cfg["model"], train_fs,
                                                  t["bn_recalibration_batches"]),
                                     seed=t["seed"], plateau=plateau)
-    with scope:
+    with scope():
         selection.restore(model)
     # epochs of a fixed number of steps over reshuffled passes; a resumed run skips
     # the batches already drawn

@@ -67,7 +67,7 @@ def test_two_replicas_see_every_drawn_segment_once_and_evaluation_every_recordin
         # evaluation: one device, every segment once, every recording once
         import keras
         from depressionmlp.train import SegmentPredictor, evaluate_table
-        with scope:
+        with scope():
             inp = {s: keras.Input((4, 4), name=s) for s in ("R_X", "R_Y", "R_AU")}
             out = keras.layers.Dense(1)(keras.layers.Flatten()(inp["R_AU"]))
             model = keras.Model(inp, out)
@@ -94,6 +94,53 @@ def _run_cli(cfg_path, data_root, out, *extra):
                        timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(next(Path(out).glob("*/metrics.json")).read_text())
+
+
+def test_both_trainers_train_on_two_replicas(tmp_path):
+    """``distribute = "mirrored"`` over 2 logical CPU devices, a few steps of each
+    trainer in one fresh process: the scope is entered for building and again for
+    restoring (a strategy.scope() object cannot be entered twice), and metrics.json
+    records 2 replicas."""
+    synth.generate_corpus(tmp_path / "data" / "synthetic", n_subjects=12, seed=4,
+                          duration_s=(8, 10), cue="static")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_hmhn_train import TINY_MODEL, write_tiny_corpus
+    write_tiny_corpus(tmp_path / "faces")
+    out = _python(f"""
+        import json
+        from depressionmlp.scaling import split_cpu
+        split_cpu(2)
+        from depressionmlp import train as D
+        from hmhn import train as H
+        _, a = D.train({{"name": "d", "model": {{"name": "DG+MG+Linear", "inputs": "all"}},
+                        "data": {{"corpus": "synthetic", "data_root": "{tmp_path / 'data'}",
+                                 "cache_dir": ""}},
+                        "train": {{"steps": 8, "eval_every": 4, "seed": 0, "verbose": 0,
+                                  "distribute": "mirrored"}}}}, out_base="{tmp_path / 'd'}")
+        _, b = H.train({{"name": "h", "model": {json.dumps(TINY_MODEL)},
+                        "data": {{"corpus": "tiny-faces", "data_root": "{tmp_path / 'faces'}",
+                                 "frames_per_video": 3}},
+                        "train": {{"epochs": 1, "batch_size": 8, "verbose": 0,
+                                  "distribute": "mirrored"}}}}, out_base="{tmp_path / 'h'}")
+        print(json.dumps([[r["distribute"], r["replicas"], r["splits"]["test"]["n"]]
+                          for r in (a, b)]))
+        """)
+    (d, h) = json.loads(out.strip().splitlines()[-1])
+    assert d[:2] == ["mirrored", 2] and h[:2] == ["mirrored", 2]
+    assert d[2] > 0 and h[2] == 3
+
+
+def test_multiworker_is_refused_in_one_line_before_anything_is_written(tmp_path, capsys):
+    """Keras 3's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585):
+    the option is refused with a one-line message, exit 2, no run directory."""
+    from depressionmlp.cli import main
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('name = "mw"\n[model]\nname = "DG+MG+Linear"\n[train]\nsteps = 4\n')
+    rc = main(["train", "--config", str(cfg), "--data-root", str(tmp_path / "nowhere"),
+               "--out", str(tmp_path / "runs"), "--distribute", "multiworker"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "keras-team/keras#20585" in err and "\n" not in err
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
