@@ -110,7 +110,8 @@ def add_scaling_options(s) -> None:
     """--distribute, --cpu-devices, --precision (depressionmlp/scaling.py); both CLIs' train."""
     s.add_argument("--distribute", choices=["auto", "none", "mirrored", "multiworker"],
                    help="tf.distribute strategy (default: the config's train.distribute, "
-                        "auto: mirrored where more than one GPU is visible, else none)")
+                        "auto: mirrored where more than one GPU is visible, else none; "
+                        "multiworker is refused: Keras 3's fit fails under it)")
     s.add_argument("--cpu-devices", type=int, metavar="N",
                    help="split the CPU into N logical devices (mirrored then runs N "
                         "replicas on a CPU machine)")
