@@ -376,6 +376,18 @@ class SegmentPredictor:
         return np.concatenate([np.asarray(o) for o in out]).astype(np.float64).reshape(-1)
 
 
+class CalibratedPredictor:
+    """Segment scores of a slope-calibrated model (:func:`calibrate_slope`) from the
+    :class:`SegmentPredictor` of the model before it: ``offset + a (score - offset)``,
+    exact when the score head is linear (``output_activation = "linear"``)."""
+
+    def __init__(self, predictor: SegmentPredictor, slope: float, offset: float):
+        self.predictor, self.slope, self.offset = predictor, float(slope), float(offset)
+
+    def __call__(self) -> np.ndarray:
+        return self.offset + self.slope * (self.predictor() - self.offset)
+
+
 def _inference(model, x):
     return model(x, training=False)
 
@@ -653,7 +665,12 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         with scaling.precision_policy(precision):
             best, calibration = calibrate_slope(best, cfg, settings, tables[d["select_split"]],
                                                 streams, predictors.get(d["select_split"]))
-        predictors = {}                       # the splits' own, built for the new model
+        a = cfg["model"]["score_scale"] / calibration["score_scale_before"]
+        # a linear score head: the new model's scores are exactly offset + a (score -
+        # offset) of the old one's, so its predictors serve (no new trace per split)
+        predictors = ({k: CalibratedPredictor(p, a, cfg["model"].get("score_offset", 0.0))
+                       for k, p in predictors.items()}
+                      if cfg["model"].get("output_activation") == "linear" else {})
         cfg["resolved"]["calibration"] = calibration
         write_json_atomic(run_dir / "config.json", cfg)
         save_model_atomic(best, run_dir / "best.keras")
