@@ -94,7 +94,10 @@ def settings_line(cfg: dict) -> str:
     if m.get("column_jitter"):
         shared = (f", shared by each run of {m['column_jitter_group']} draws"
                   if m.get("column_jitter_group", 1) > 1 else "")
-        notes.append(f"training-only column offsets, sd {m['column_jitter']:g}{shared} [choice]")
+        cj = m["column_jitter"]
+        sd = (", ".join(f"{k} {v:g}" for k, v in cj.items()) if isinstance(cj, dict)
+              else f"{cj:g}")
+        notes.append(f"training-only column offsets, sd {sd}{shared} [choice]")
     if m.get("column_dropout"):
         notes.append(f"training-only column dropout, rate {m['column_dropout']:g} [choice]")
     if m.get("output_activation", "relu") != "relu":

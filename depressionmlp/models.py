@@ -64,7 +64,8 @@ DEFAULT_OPTIONS = {
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep" or "drop" (SegmentCentre on R_X, R_Y)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
-    "column_jitter": 0.0,              # [choice] training-only offsets per column (sd)
+    "column_jitter": 0.0,              # [choice] training-only offsets per column (sd), or
+                                       # one sd per stream: {"R_X": .., "R_Y": .., "R_AU": ..}
     "column_jitter_group": 1,          # [choice] consecutive samples sharing one offset
     "level_jitter": 0.0,               # [choice] training-only offsets shaped like level
                                        # differences between segments (LevelJitter, sd)
@@ -208,6 +209,23 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
     return keras.Model(inputs=model_inputs, outputs=score, name=name.replace("+", "_"))
 
 
+def per_stream(value, name: str):
+    """``value`` (a number >= 0, or a mapping stream -> number >= 0, absent streams 0)
+    as a function stream -> float; a ValueError names a bad value or stream."""
+    table = value if isinstance(value, dict) else None
+    if table is not None:
+        streams = INPUT_SETS["all"]
+        unknown = sorted(set(table) - set(streams))
+        if unknown:
+            raise ValueError(f"{name} streams must be among {list(streams)}, got {unknown}.")
+    for v in (table.values() if table is not None else [value]):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise ValueError(f"{name} must be >= 0, got {v!r}.")
+    if table is not None:
+        return lambda stream: float(table.get(stream, 0.0))
+    return lambda stream: float(value)
+
+
 def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     """Optional FaceFrame / standardisation / jitter in front of the blocks."""
     if opts["keypoint_frame"] not in KEYPOINT_FRAMES:
@@ -218,8 +236,7 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
                          f"got {opts['keypoint_levels']!r}.")
     if not float(opts["level_jitter"]) >= 0:
         raise ValueError(f"level_jitter must be >= 0, got {opts['level_jitter']!r}.")
-    if not float(opts["column_jitter"]) >= 0:
-        raise ValueError(f"column_jitter must be >= 0, got {opts['column_jitter']!r}.")
+    jitter = per_stream(opts["column_jitter"], "column_jitter")
     if not float(opts["motion_jitter"]) >= 0:
         raise ValueError(f"motion_jitter must be >= 0, got {opts['motion_jitter']!r}.")
     if not 0 <= float(opts["column_dropout"]) < 1:
@@ -239,8 +256,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
             out[s] = SplitStandardize(name=f"standardize_{s}")(out[s])
         elif mode:
             out[s] = keras.layers.Normalization(axis=-1, name=f"standardize_{s}")(out[s])
-        if opts["column_jitter"]:
-            out[s] = ColumnJitter(float(opts["column_jitter"]), int(opts["column_jitter_group"]),
+        if jitter(s):
+            out[s] = ColumnJitter(jitter(s), int(opts["column_jitter_group"]),
                                   name=f"jitter_{s}")(out[s])
         if opts["motion_jitter"]:
             out[s] = MotionJitter(float(opts["motion_jitter"]), int(opts["column_jitter_group"]),

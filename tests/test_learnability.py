@@ -206,6 +206,20 @@ def test_column_jitter_is_one_offset_per_column_in_training_only():
         ColumnJitter(0.7, group=0)
 
 
+def test_column_jitter_per_stream_builds_each_streams_own_sd():
+    """model.column_jitter as a table: each stream's ColumnJitter gets its own sd, a
+    stream left out (or at 0) gets none; bad streams and values are ValueErrors."""
+    from depressionmlp.models import build_model
+    model = build_model("DG+MG+Linear", "all", column_jitter={"R_X": 1.5, "R_Y": 1.5,
+                                                                "R_AU": 0.0})
+    sds = {l.name: l.stddev for l in model.layers if isinstance(l, ColumnJitter)}
+    assert sds == {"jitter_R_X": 1.5, "jitter_R_Y": 1.5}
+    with pytest.raises(ValueError, match="streams must be among"):
+        build_model("DG+MG+Linear", "all", column_jitter={"R_Z": 1.0})
+    with pytest.raises(ValueError, match="column_jitter must be >= 0"):
+        build_model("DG+MG+Linear", "all", column_jitter={"R_AU": -1.0})
+
+
 def test_motion_jitter_scales_each_columns_motion_and_keeps_its_level():
     rng = np.random.default_rng(7)
     x = (rng.normal(0, 2, (64, 1, 30)) + rng.normal(0, 1, (64, 18, 30))).astype("float32")
