@@ -213,14 +213,10 @@ def run_files_config(run_dir) -> tuple[Path, dict]:
 
 
 def stream_model(model, prefix: str):
-    """Sub-model from a DepressionMLP model's inputs to the output of its last layer
-    whose name starts with ``prefix`` (e.g. ``"R_AU_dg"``: the AU stream after Dual
-    Gating, Fig. 6; ``"mutual_guidance"``: D_UX, D_UY, D_PU, Fig. 7)."""
-    import keras
-    layers = [l for l in model.layers if l.name.startswith(prefix)]
-    if not layers:
-        raise ValueError(f"model {model.name} has no layer named {prefix}*")
-    return keras.Model(model.inputs, layers[-1].output, name=f"{model.name}_{prefix}")
+    """:func:`depressionmlp.models.stream_model` (Fig. 6 / 7 sub-models; an ensemble's
+    first member), imported only when called."""
+    from depressionmlp.models import stream_model as sub_model
+    return sub_model(model, prefix)
 
 
 def _hmhn_frame_scores(run_dir, split, wanted, data_root):

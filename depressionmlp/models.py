@@ -148,7 +148,7 @@ def _fusion(fusion, opts):
 
 
 def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 18,
-                n_points: int = 68, **options) -> keras.Model:
+                n_points: int = 68, model_name: str | None = None, **options) -> keras.Model:
     """Build one of :data:`MODEL_NAMES` as a functional Keras model.
 
     Args:
@@ -158,6 +158,7 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
         segment_length: M, frames per segment (18). Must be even for the
             DG / CLG / CFG blocks.
         n_points: N, columns per stream (68). Must be even for DG / CLG / CFG.
+        model_name: the Keras model's name (default: ``name`` with "+" -> "_").
         **options: see :data:`DEFAULT_OPTIONS`: ``clg_softmax_over``
             ("locations"), ``cfg_softmax_over`` ("frames"), ``single_branch_conv``
             (False), ``shared_stream_block`` (False), ``gmlp_width`` (None -> 2N),
@@ -206,7 +207,54 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
                       # float32 under a mixed precision policy too (depressionmlp/scaling.py)
                       dtype="float32",
                       name="score")(outputs if len(outputs) > 1 else outputs[0])
-    return keras.Model(inputs=model_inputs, outputs=score, name=name.replace("+", "_"))
+    return keras.Model(inputs=model_inputs, outputs=score,
+                       name=model_name or name.replace("+", "_"))
+
+
+#: Name of the i-th member model inside an ensemble model (:func:`ensemble_model`).
+MEMBER_NAME = "member_{}"
+
+
+def ensemble_model(members: list, name: str = "ensemble") -> keras.Model:
+    """The mean score of ``members`` (``train.ensemble``): one functional model
+    holding the K member models, named ``member_0`` ... ``member_{K-1}``.
+
+    Args:
+        members: K >= 2 models with the same input dict {stream: (batch, M, N)} and
+            a (batch, 1) score each, named :data:`MEMBER_NAME` (unique names).
+        name: the ensemble model's name.
+
+    Returns:
+        ``keras.Model``, the same inputs, output (batch, 1) = mean of the K scores,
+        named "score".
+    """
+    inputs = {s: keras.Input(shape=tuple(t.shape[1:]), name=s, dtype="float32")
+              for s, t in members[0].input.items()}
+    scores = [m(inputs) for m in members]
+    return keras.Model(inputs, keras.layers.Average(name="score", dtype="float32")(scores),
+                       name=name)
+
+
+def ensemble_members(model: keras.Model) -> list:
+    """The member models of an :func:`ensemble_model`; ``[model]`` for a single model."""
+    names = {l.name for l in model.layers}
+    members, k = [], 0
+    while MEMBER_NAME.format(k) in names:
+        members.append(model.get_layer(MEMBER_NAME.format(k)))
+        k += 1
+    return members or [model]
+
+
+def stream_model(model: keras.Model, prefix: str) -> keras.Model:
+    """Sub-model from a model's inputs to the output of its last layer whose name
+    starts with ``prefix`` (e.g. ``"R_AU_dg"``: the AU stream after Dual Gating,
+    Fig. 6; ``"mutual_guidance"``: D_UX, D_UY, D_PU, Fig. 7). For an ensemble, of
+    its first member (the members share the architecture, not the weights)."""
+    model = ensemble_members(model)[0]
+    layers = [l for l in model.layers if l.name.startswith(prefix)]
+    if not layers:
+        raise ValueError(f"model {model.name} has no layer named {prefix}*")
+    return keras.Model(model.inputs, layers[-1].output, name=f"{model.name}_{prefix}")
 
 
 def per_stream(value, name: str):

@@ -370,12 +370,12 @@ def plot_heatmaps(rows: list[tuple[str, dict]], path, cmap="viridis", dpi=56) ->
 # =========================================================================== heat maps
 
 def stream_output(model, prefix: str):
-    """Sub-model from the inputs to the last layer whose name starts with ``prefix``."""
-    import keras
-    layers = [l for l in model.layers if l.name.startswith(prefix)]
-    if not layers:
-        raise DataError(None, f"model {model.name} has no layer named {prefix}*")
-    return keras.Model(model.inputs, layers[-1].output)
+    """:func:`depressionmlp.models.stream_model`, a missing layer as a DataError."""
+    from depressionmlp.models import stream_model
+    try:
+        return stream_model(model, prefix)
+    except ValueError as e:
+        raise DataError(None, str(e)) from None
 
 
 def low_high_segments(table) -> list[tuple[int, dict]]:
@@ -400,8 +400,7 @@ def fig6_maps(dg_model, gmlp_model, segment: dict) -> dict:
 
 def fig7_maps(dg_model, segment: dict) -> dict:
     """Fig. 7 for one segment: the streams after Mutual Guidance (D_UX, D_UY, D_PU)."""
-    import keras
-    guided = keras.Model(dg_model.inputs, dg_model.get_layer("mutual_guidance").output)
+    guided = stream_output(dg_model, "mutual_guidance")
     d_ux, d_uy, d_pu = (np.asarray(t)[0] for t in guided(segment, training=False))
     return {"D_UX (Eq. 18)": d_ux, "D_UY (Eq. 18)": d_uy, "D_PU (Eq. 16)": d_pu}
 

@@ -111,6 +111,11 @@ DEFAULT_CONFIG = {
         # paper: dev RMSE as the model stands) or "calibrated": dev RMSE after the
         # "slope" calibration fitted at that step, the quantity a calibrated run keeps
         "select": "rmse",
+        # [choice] 1 (the paper): one model. K > 1: K members trained one after another,
+        # each the whole run above (selection and calibration included) with seed
+        # seed + ENSEMBLE_SEED_STEP * k, in <run>/members/<k>/; the saved model is the
+        # mean of their scores (models.ensemble_model)
+        "ensemble": 1,
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -124,6 +129,8 @@ DEFAULT_CONFIG = {
 #: small select split would amplify its noise.
 CALIBRATION_SLOPE = (1e-3, 4.0)
 CALIBRATIONS = ("none", "slope")
+#: Seed step between ensemble members: member k trains with seed + 1000 k.
+ENSEMBLE_SEED_STEP = 1000
 SELECTIONS = ("rmse", "calibrated")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
@@ -163,7 +170,7 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if "name" not in config:
         cfg["name"] = cfg["model"]["name"]
     t = cfg["train"]
-    for key in ("epochs", "batch_size", "per_recording"):
+    for key in ("epochs", "batch_size", "per_recording", "ensemble"):
         if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
             raise DataError(source, f"train.{key} must be a positive integer, got {t[key]!r}")
     for key in ("steps", "eval_every", "patience"):
@@ -245,14 +252,15 @@ def model_streams(cfg: dict) -> tuple[str, ...]:
     return tuple(INPUT_SETS[inputs])
 
 
-def build_model_from_config(cfg: dict, settings: SegmentSettings) -> keras.Model:
+def build_model_from_config(cfg: dict, settings: SegmentSettings,
+                            model_name: str | None = None) -> keras.Model:
     from depressionmlp.models import build_model
     opts = {k: v for k, v in cfg["model"].items()
             if k not in ("name", "inputs", "segment_length", "n_points")}
     try:
         return build_model(cfg["model"]["name"], cfg["model"].get("inputs", "all"),
                            segment_length=settings.segment_length,
-                           n_points=settings.n_points, **opts)
+                           n_points=settings.n_points, model_name=model_name, **opts)
     except (ValueError, TypeError) as e:
         raise DataError(None, f"bad model config: {e}") from None
 
@@ -596,6 +604,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         clean_stray_files(run_dir)
     if cfg["model"]["name"] == classical.MODEL_NAME:
         return _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir)
+    if t["ensemble"] > 1:
+        return _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbacks)
 
     from depressionmlp import scaling
     distribute = scaling.resolve_distribute(t["distribute"], source)
@@ -773,6 +783,62 @@ def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir
     model.save(run_dir / classical.MODEL_FILE)
     result = _result_header(cfg, model.count_params())
     result.update({"alpha": model.alpha_, "train_seconds": round(time.time() - t0, 2)})
+    _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result)
+    write_json_atomic(run_dir / "metrics.json", result)
+    return run_dir, result
+
+
+def member_config(cfg: dict, k: int) -> dict:
+    """Ensemble member ``k``'s config: the run's, one model, seed + 1000 k."""
+    m = copy.deepcopy(cfg)
+    m.pop("resolved", None)
+    m["name"] = f"{cfg['name']}-member{k}"
+    m["train"]["ensemble"] = 1
+    m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
+    return m
+
+
+def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbacks):
+    """``train.ensemble = K``: train K members (each a whole run, in
+    ``<run_dir>/members/<k>``; a finished member is kept on resume, a killed one
+    resumes), save their mean as ``best.keras`` and evaluate it."""
+    from depressionmlp.models import MEMBER_NAME, ensemble_model
+    t, d = cfg["train"], cfg["data"]
+    k_members = t["ensemble"]
+    streams, scale = model_streams(cfg), SCALES[d["corpus"]]
+    # written first: the folder is a started run (train --resume finds it)
+    write_json_atomic(run_dir / "config.json", cfg)
+    members, records = [], []
+    for k in range(k_members):
+        member_dir = run_dir / "members" / str(k)
+        if not (member_dir / "metrics.json").exists():
+            member_dir.mkdir(parents=True, exist_ok=True)
+            train(member_config(cfg, k), resume_dir=member_dir, tables=tables, source=source,
+                  callbacks=callbacks, protocol=cfg["protocol"])
+        mres = json.loads((member_dir / "metrics.json").read_text())
+        mcfg = json.loads((member_dir / "config.json").read_text())
+        # rebuilt under a member name (names are unique inside the ensemble); the
+        # member's config holds its own calibrated score_scale
+        member = build_model_from_config(mcfg, settings, model_name=MEMBER_NAME.format(k))
+        member.set_weights(load_model_file(member_dir / "best.keras").get_weights())
+        members.append(member)
+        records.append({"seed": mcfg["train"]["seed"], "best_step": mres["best_step"],
+                        "steps_run": mres["steps_run"], "train_seconds": mres["train_seconds"],
+                        "calibration": mres.get("calibration"),
+                        **{f"{s}_rmse": mres["splits"][s]["rmse"] for s in mres["splits"]}})
+    model = ensemble_model(members, name=f"{cfg['model']['name'].replace('+', '_')}_ensemble")
+    member_params = trainable_params(members[0])
+    cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams), "scale": scale,
+                       "params": member_params, "params_total": trainable_params(model),
+                       "ensemble": k_members, "members": records}
+    write_json_atomic(run_dir / "config.json", cfg)
+    save_model_atomic(model, run_dir / "best.keras")
+    result = _result_header(cfg, member_params)
+    result.update({"ensemble": k_members, "params_total": trainable_params(model),
+                   "members": records,
+                   "best_step": max(r["best_step"] for r in records),
+                   "steps_run": sum(r["steps_run"] for r in records),
+                   "train_seconds": round(sum(r["train_seconds"] for r in records), 2)})
     _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result)
     write_json_atomic(run_dir / "metrics.json", result)
     return run_dir, result

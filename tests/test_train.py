@@ -548,3 +548,71 @@ def test_demo_settings_line_names_every_default_protocol_choice():
         assert words in line, (words, line)
     assert settings_line(train.resolve_config({"protocol": "paper"})).startswith(
         "Protocol `paper`: the paper's")
+
+
+class _KillInMember(__import__("keras").callbacks.Callback):
+    """Kill ensemble member ``member`` (0-based) at the end of its evaluation ``epoch``."""
+
+    def __init__(self, member, epoch):
+        super().__init__()
+        self.member, self.epoch, self.started = member, epoch, -1
+
+    def on_train_begin(self, logs=None):
+        self.started += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.started == self.member and epoch + 1 == self.epoch:
+            raise _Killed()
+
+
+def test_ensemble_is_the_mean_of_its_members_and_resumes_member_by_member(
+        corpus, tables, uninterrupted, tmp_path, capsys):
+    """train.ensemble = 2, killed inside member 1 and resumed: member 0 is kept (not
+    retrained) and is the single run with the same seed; member 1 trains with seed
+    1000; the saved model's scores are the mean of the members' and `evaluate`
+    reproduces the metrics; the Fig. 6/7 sub-models come from member 0."""
+    import os
+    from depressionmlp.models import stream_model
+    root, _ = corpus
+    cfg = _config(root, steps=60, eval_every=15, ensemble=2)
+    with pytest.raises(_Killed):
+        train.train(cfg, out_base=tmp_path, callbacks=[_KillInMember(1, 2)])
+    (run_dir,) = list(tmp_path.iterdir())
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "best.keras").exists()
+    first = run_dir / "members" / "0" / "best.keras"
+    stamp = os.stat(first).st_mtime_ns
+    run_dir2, result = train.train(cfg, resume_dir=run_dir)
+    assert run_dir2 == run_dir and os.stat(first).st_mtime_ns == stamp
+
+    whole_dir, whole = uninterrupted
+    member0 = json.loads((run_dir / "members/0/history.json").read_text())
+    want = json.loads((whole_dir / "history.json").read_text())
+    assert [h["dev_rmse"] for h in member0] == [h["dev_rmse"] for h in want]
+    assert [m["seed"] for m in result["members"]] == [0, 1000]
+    assert result["members"][0]["test_rmse"] == whole["splits"]["test"]["rmse"]
+    assert result["ensemble"] == 2 and result["params_total"] == 2 * result["params"]
+
+    def csv_scores(path):
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+        return {r[0]: (float(r[2]), float(r[3])) for r in rows}
+
+    members = [csv_scores(run_dir / f"members/{k}/predictions_test.csv") for k in (0, 1)]
+    ensemble = csv_scores(run_dir / "predictions_test.csv")
+    assert set(ensemble) == set(members[0]) and len(ensemble) > 5
+    for rid, (true, pred) in ensemble.items():
+        assert pred == pytest.approx((members[0][rid][1] + members[1][rid][1]) / 2, abs=2e-3)
+    err = np.array([p - t for t, p in ensemble.values()])
+    assert result["splits"]["test"]["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)),
+                                                             abs=2e-3)
+    assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["rmse"] == pytest.approx(result["splits"]["test"]["rmse"], rel=1e-4)
+    model, _ = train.load_run(run_dir)
+    guided = stream_model(model, "mutual_guidance")
+    assert guided.name == "member_0_mutual_guidance" and len(guided.outputs) == 3
+
+
+def test_ensemble_must_be_a_positive_integer(tmp_path):
+    for bad in (0, 1.5, "3"):
+        with pytest.raises(DataError, match="train.ensemble must be a positive integer"):
+            train.resolve_config({"train": {"ensemble": bad}}, "x.toml")
