@@ -115,6 +115,9 @@ def settings_line(cfg: dict) -> str:
         notes.append(f"{t['steps']} steps, dev evaluation every {t.get('eval_every')} steps")
     if t.get("calibrate", "none") != "none":
         notes.append(f"score {t['calibrate']} fitted on dev after training [choice]")
+    if t.get("ensemble", 1) > 1:
+        notes.append(f"the mean of {t['ensemble']} such models trained with different seeds "
+                     "(paper: one) [choice]")
     if seg.get("center", "none") != "none":
         notes.append(f"inputs centred per {seg['center']} [choice]")
     name = cfg.get("protocol", "default")
@@ -136,10 +139,16 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
                     f"{'-' if br is None else f'{br:.2f}'} | "
                     f"{r['mean_predictor']['rmse']:.2f} | "
                     f"{'-' if nf is None else f'{nf:.2f}'} |")
+    if result.get("ensemble", 1) > 1:
+        steps = ", ".join(f"{m['best_step']} of {m['steps_run']}" for m in result["members"])
+        what = (f"the mean of {result['ensemble']} models, each at its best dev evaluation "
+                f"(step {steps}), {result['params']:,} parameters each")
+    else:
+        what = (f"the best dev evaluation (step {result['best_step']} of "
+                f"{result['steps_run']}), {result['params']:,} parameters")
     return "\n".join([
         f"# depressionkit demo: {result['model']} on the bundled synthetic corpus", "",
-        f"Recording-level results of the best dev evaluation (step {result['best_step']} of "
-        f"{result['steps_run']}), {result['params']:,} parameters, trained "
+        f"Recording-level results of {what}, trained "
         f"{result['train_seconds']:.0f} s on this machine.", "",
         settings_line(cfg or {}), "",
         *rows, "",

@@ -789,12 +789,15 @@ def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir
 
 
 def member_config(cfg: dict, k: int) -> dict:
-    """Ensemble member ``k``'s config: the run's, one model, seed + 1000 k."""
+    """Ensemble member ``k``'s config: the run's, one model, seed + 1000 k, and
+    1/K of the run's ``max_minutes``."""
     m = copy.deepcopy(cfg)
     m.pop("resolved", None)
     m["name"] = f"{cfg['name']}-member{k}"
     m["train"]["ensemble"] = 1
     m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
+    if m["train"]["max_minutes"]:             # the run's wall-clock budget, shared
+        m["train"]["max_minutes"] = m["train"]["max_minutes"] / cfg["train"]["ensemble"]
     return m
 
 

@@ -616,3 +616,14 @@ def test_ensemble_must_be_a_positive_integer(tmp_path):
     for bad in (0, 1.5, "3"):
         with pytest.raises(DataError, match="train.ensemble must be a positive integer"):
             train.resolve_config({"train": {"ensemble": bad}}, "x.toml")
+
+
+def test_ensemble_members_split_the_seed_and_the_wall_clock_budget():
+    cfg = train.resolve_config({"name": "e", "train": {"ensemble": 3, "seed": 7,
+                                                        "max_minutes": 6.0}})
+    members = [train.member_config(cfg, k) for k in range(3)]
+    assert [m["train"]["seed"] for m in members] == [7, 1007, 2007]
+    assert [m["train"]["max_minutes"] for m in members] == [2.0, 2.0, 2.0]
+    assert {m["train"]["ensemble"] for m in members} == {1}
+    assert [m["name"] for m in members] == ["e-member0", "e-member1", "e-member2"]
+    assert cfg["train"]["seed"] == 7 and cfg["train"]["max_minutes"] == 6.0   # not changed
