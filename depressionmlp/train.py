@@ -129,8 +129,8 @@ DEFAULT_CONFIG = {
 #: small select split would amplify its noise.
 CALIBRATION_SLOPE = (1e-3, 4.0)
 CALIBRATIONS = ("none", "slope")
-#: Seed step between ensemble members: member k trains with seed + 1000 k.
-ENSEMBLE_SEED_STEP = 1000
+#: Seed step between ensemble members: member k trains with seed + 100 k.
+ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
@@ -789,7 +789,7 @@ def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir
 
 
 def member_config(cfg: dict, k: int) -> dict:
-    """Ensemble member ``k``'s config: the run's, one model, seed + 1000 k, and
+    """Ensemble member ``k``'s config: the run's, one model, seed + 100 k, and
     1/K of the run's ``max_minutes``."""
     m = copy.deepcopy(cfg)
     m.pop("resolved", None)
