@@ -83,7 +83,8 @@ def read_predictions(path, scale: str = "bdi2") -> list[dict]:
 
 def read_run(run_dir) -> dict:
     """Everything a run directory says, as data: ``kind``, ``config``, ``metrics``,
-    ``history`` (list, may be empty), ``scale``, ``predictions`` ({split: rows})."""
+    ``history`` (list, may be empty; an ensemble's: its first member's, ``members/0``),
+    ``scale``, ``predictions`` ({split: rows})."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(run_dir, "not a run directory")
@@ -92,11 +93,14 @@ def read_run(run_dir) -> dict:
     corpus = cfg.get("data", {}).get("corpus", "")
     scale = (cfg.get("resolved", {}).get("scale")
              or ("phq8" if corpus == "daic" else "bdi2"))
+    history = run_dir / "history.json"
+    if not history.exists():                      # an ensemble: its first member's
+        history = run_dir / "members" / "0" / "history.json"
     preds = {p.stem[len("predictions_"):]: read_predictions(p, scale)
              for p in sorted(run_dir.glob("predictions_*.csv"))}
     return {"run_dir": run_dir, "kind": kind, "name": cfg.get("name"), "config": cfg,
             "metrics": _read_json(run_dir / "metrics.json"),
-            "history": _read_json(run_dir / "history.json", default=[]),
+            "history": _read_json(history, default=[]),
             "scale": scale, "predictions": preds}
 
 

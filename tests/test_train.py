@@ -588,6 +588,8 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_member_by_member(
     member0 = json.loads((run_dir / "members/0/history.json").read_text())
     want = json.loads((whole_dir / "history.json").read_text())
     assert [h["dev_rmse"] for h in member0] == [h["dev_rmse"] for h in want]
+    from depressionmlp.explore import read_run
+    assert read_run(run_dir)["history"] == member0            # the notebook's curves
     assert [m["seed"] for m in result["members"]] == [0, 100]
     assert result["members"][0]["test_rmse"] == whole["splits"]["test"]["rmse"]
     assert result["ensemble"] == 2 and result["params_total"] == 2 * result["params"]
