@@ -55,8 +55,9 @@ EIGHT = ("table3_gmlp_all", "table3_clg_all", "table3_cfg_all", "table3_dg_all",
 OURS = "table4_dg_mg"                 # DG+MG+Linear: Fig. 11 and the heat maps
 GMLP = "table3_gmlp_all"              # gMLP+Linear: the Fig. 6 comparison
 BASELINE = "baseline_ridge"
-#: QUICK=1: one seed and this step budget per run (dev evaluation every eval_every).
-QUICK_TRAIN = {"steps": 1000, "eval_every": 250}
+#: QUICK=1: one seed and this step budget per run (dev evaluation every eval_every),
+#: one model (not the default protocol's ensemble of three).
+QUICK_TRAIN = {"steps": 1000, "eval_every": 250, "ensemble": 1}
 N_BOOT = 1000
 
 
@@ -818,7 +819,7 @@ def render_markdown(data: dict, rows_of, published: dict, class_names, heat_note
     L = [f"# DepressionMLP report: {corpus}", "",
          f"Protocol: {data['protocol']}; seeds: {', '.join(map(str, data['seeds']))}"
          + ("; QUICK (one seed, "
-            f"{QUICK_TRAIN['steps']} steps per run: a smoke test, not a result)"
+            f"{QUICK_TRAIN['steps']} steps per run, one model: a smoke test, not a result)"
             if data["quick"] else "") + ".",
          f"Runs: {data['runs_trained']} trained now, {data['runs_reused']} reused; "
          f"sum of per-run times {data['run_seconds']:.0f} s; report wall time "
