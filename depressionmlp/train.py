@@ -841,7 +841,8 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
                    "members": records,
                    "best_step": max(r["best_step"] for r in records),
                    "steps_run": sum(r["steps_run"] for r in records),
-                   "train_seconds": round(sum(r["train_seconds"] for r in records), 2)})
+                   "train_seconds": round(sum(r["train_seconds"] for r in records), 2),
+                   **{k: mres[k] for k in ("distribute", "replicas", "precision")}})
     _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result)
     write_json_atomic(run_dir / "metrics.json", result)
     return run_dir, result
