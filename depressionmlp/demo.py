@@ -158,4 +158,6 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
         "per-recording statistics of the same segments + ridge regression.", "",
         "```", table, "```", "",
         f"Run directory: `{result['run_dir']}` (config.json, best.keras, metrics.json, "
-        "predictions_<split>.csv, TensorBoard logs in tb/).", ""])
+        "predictions_<split>.csv, "
+        + ("members/<k>/ with each model's own run and TensorBoard logs)."
+           if result.get("ensemble", 1) > 1 else "TensorBoard logs in tb/)."), ""])

@@ -632,3 +632,19 @@ def test_ensemble_members_split_the_seed_and_the_wall_clock_budget():
     assert {m["train"]["ensemble"] for m in members} == {1}
     assert [m["name"] for m in members] == ["e-member0", "e-member1", "e-member2"]
     assert cfg["train"]["seed"] == 7 and cfg["train"]["max_minutes"] == 6.0   # not changed
+
+
+def test_demo_report_names_an_ensembles_members():
+    from depressionmlp.demo import render_report
+    split = {"n": 20, "rmse": 7.5, "mae": 6.0, "mean_predictor": {"rmse": 11.0}}
+    result = {"model": "DG+MG+Linear", "params": 42192, "train_seconds": 151.2,
+              "ensemble": 3, "run_dir": "runs/x", "splits": {"dev": split, "test": split},
+              "members": [{"best_step": b, "steps_run": 3000} for b in (2600, 3000, 1800)]}
+    text = render_report(result, {}, "table")
+    assert ("the mean of 3 models, each at its best dev evaluation (step 2600 of 3000, "
+            "3000 of 3000, 1800 of 3000), 42,192 parameters each") in text
+    assert "members/<k>/" in text
+    single = {k: v for k, v in result.items() if k not in ("ensemble", "members")}
+    text = render_report({**single, "best_step": 2600, "steps_run": 6000}, {}, "table")
+    assert "the best dev evaluation (step 2600 of 6000), 42,192 parameters" in text
+    assert "tb/" in text
