@@ -573,7 +573,8 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_member_by_member(
     """train.ensemble = 2, killed inside member 1 and resumed: member 0 is kept (not
     retrained) and is the single run with the same seed; member 1 trains with seed
     100; the saved model's scores are the mean of the members' and `evaluate`
-    reproduces the metrics; the Fig. 6/7 sub-models come from member 0."""
+    reproduces the metrics; the Fig. 6/7 sub-models come from member 0; it exports as
+    one SavedModel with the same scores."""
     import os
     from depressionmlp.models import stream_model
     root, _ = corpus
@@ -615,6 +616,15 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_member_by_member(
     model, _ = train.load_run(run_dir)
     guided = stream_model(model, "mutual_guidance")
     assert guided.name == "member_0_mutual_guidance" and len(guided.outputs) == 3
+    import tensorflow as tf
+    from depressionmlp.export import export_run
+    paths = export_run(run_dir, tmp_path / "export")            # one SavedModel, 2 members
+    x = {s: tables["test"].arrays[s][:5] for s in ("R_X", "R_Y", "R_AU")}
+    loaded = tf.saved_model.load(str(paths["saved_model"]))
+    got = loaded.serve(x)
+    got = got if not isinstance(got, dict) else next(iter(got.values()))
+    np.testing.assert_allclose(np.asarray(got), model.predict(x, verbose=0), rtol=1e-4,
+                               atol=1e-3)
 
 
 def test_ensemble_must_be_a_positive_integer(tmp_path):
