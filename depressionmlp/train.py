@@ -22,6 +22,11 @@ merged over :data:`DEFAULT_CONFIG`. A run writes one directory::
                          committed evaluation (a killed run resumes with --resume);
                          removed when the run finishes
 
+With ``train.ensemble = K > 1`` (the default protocol: 3) the run directory holds
+``members/<k>/``, each a whole run directory as above (member k trains with seed
+seed + 100 k), and its own ``config.json``, ``best.keras`` (the members' mean score),
+``metrics.json`` (with each member's numbers) and ``predictions_<split>.csv``.
+
 Resume is exact wherever a kill lands: after each evaluation the weights and the
 optimizer state go to a new ``backup/step-<n>.weights.h5``, and only then is
 ``selection.json`` replaced (an atomic rename) to point at it; older backups are
