@@ -86,6 +86,8 @@ def settings_line(cfg: dict) -> str:
         notes.append("keypoints in the segment's face frame [choice]")
     if m.get("keypoint_levels", "keep") == "drop":
         notes.append("keypoints minus their segment mean (motion only) [choice]")
+    elif m.get("keypoint_levels", "keep") == "speed":
+        notes.append("keypoints as their frame-to-frame speed [choice]")
     if m.get("standardize") == "split":
         notes.append("resting level and motion standardised apart with training "
                      "statistics [choice]")

@@ -7,13 +7,16 @@ per-subject identity nuisance and known label noise, for several seeds (a new
 corpus and a new training seed each), and trains on each, on the same split:
 
 - the noise floor (true latent score vs label) and the mean predictor,
+- the cue floor (:mod:`depressionmlp.cue_floor`): what a regressor reaches from the
+  cue's noise-free latent signals, with ample data and at the corpus's training size,
 - the classical reference (StatsRidge, :mod:`depressionmlp.classical`),
 - DG+MG+Linear under the default protocol and under the paper's protocol,
 - the Table III single-stream model (DG+Linear) on the stream that carries the cue.
 
 Results go to ``<out>/results.json`` (one row per corpus x seed x model, reused
-on a rerun, so a killed suite continues) and ``<out>/table.md`` (test RMSE,
-mean over seeds, with ratios to the ridge baseline and the mean predictor).
+on a rerun, so a killed suite continues), ``<out>/cue_floors.json`` (one per cue)
+and ``<out>/table.md`` (test RMSE, mean over seeds, with ratios to the ridge
+baseline and the mean predictor).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ SIZES = {
 }
 #: generator seed = SEED_BASE[size] + suite seed (a new corpus per size and seed)
 SEED_BASE = {"short": 1000, "long": 2000}
+#: simulated recordings per cue floor (the long ones cost 5x more each)
+CUE_FLOOR_SIMS = {"short": 3000, "long": 2000}
 #: Table III's single-stream row for the stream that carries each cue.
 SINGLE_STREAM = {"motion": "xy", "region": "xy", "blink": "xy",
                  "au_variability": "au", "static": "au"}
@@ -87,6 +92,30 @@ def run_row(cfg: dict, protocol: str, data_root: Path, seed: int, out: Path,
             "seconds": round(time.time() - t0, 1), "run_dir": str(run_dir)}
 
 
+def ensure_cue_floors(out: Path, cues, size: str, n_train: dict, n_sim: int | None = None,
+                      log=print) -> dict:
+    """Compute (or reuse) ``<out>/cue_floors.json``: one cue floor per cue.
+
+    ``n_train`` maps cue -> training recordings of its corpus (the floor at size).
+    """
+    from depressionmlp.cue_floor import cue_floor
+    path = Path(out) / "cue_floors.json"
+    floors = json.loads(path.read_text()) if path.exists() else {}
+    spec = SIZES[size]
+    for cue in cues:
+        if cue in floors:
+            continue
+        t0 = time.time()
+        floors[cue] = cue_floor(cue, n_train[cue], duration_s=spec["duration_s"],
+                                label_noise_sd=spec.get("label_noise_sd", 3.0),
+                                n_sim=n_sim or CUE_FLOOR_SIMS[size])
+        log(f"{cue:<22} cue floor {floors[cue]['floor']:6.2f}, at "
+            f"{n_train[cue]} training recordings {floors[cue]['floor_at_size']:6.2f}  "
+            f"{time.time() - t0:.0f} s")
+        path.write_text(json.dumps(floors, indent=1) + "\n")
+    return floors
+
+
 def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SUITE_CUES,
               seeds=(0, 1, 2), rows=None, overrides=None, log=print, size="short") -> dict:
     """Run (or continue) the suite; returns the results dict also written to disk."""
@@ -94,6 +123,10 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    n_train = {cue: sum(r["split"] == "train" for r in
+                        ensure_corpus(data_root, cue, seeds[0], size)["recordings"])
+               for cue in cues}
+    floors = ensure_cue_floors(out, cues, size, n_train, log=log)
     for cue in cues:
         for seed in seeds:
             manifest = ensure_corpus(data_root, cue, seed, size)
@@ -114,7 +147,7 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
                     f"  {r['seconds']:.0f} s")
                 path.write_text(json.dumps(results, indent=1) + "\n")
     path.write_text(json.dumps(results, indent=1) + "\n")
-    (out / "table.md").write_text(to_markdown(results))
+    (out / "table.md").write_text(to_markdown(results, floors))
     return results
 
 
@@ -133,12 +166,14 @@ def summarize(results: dict) -> dict:
     return by_cue
 
 
-def to_markdown(results: dict) -> str:
+def to_markdown(results: dict, floors: dict | None = None) -> str:
+    """The suite's table; ``floors`` (cue -> :func:`cue_floor` result) adds its column."""
     by_cue = summarize(results)
+    floors = floors or {}
     names = []
     for c in by_cue.values():
         names += [n for n in c["rows"] if n not in names]
-    head = ("| corpus (cue) | seeds | noise floor | mean predictor | "
+    head = ("| corpus (cue) | seeds | noise floor | cue floor (at size) | mean predictor | "
             + " | ".join(names) + " | DG+MG default / ridge | DG+MG default / mean |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for cue, c in by_cue.items():
@@ -157,12 +192,18 @@ def to_markdown(results: dict) -> str:
         ratio_r = (f"{np.mean(dg['rmse']) / np.mean(ridge['rmse']):.2f}"
                    if ridge and dg else "-")
         ratio_m = f"{np.mean(dg['rmse']) / np.mean(c['mean']):.2f}" if dg else "-"
-        lines.append(f"| {cue} | {len(c['seeds'])} | {np.mean(c['floor']):.2f} | "
+        f = floors.get(cue)
+        cue_cell = f"{f['floor']:.2f} ({f['floor_at_size']:.2f})" if f else "-"
+        lines.append(f"| {cue} | {len(c['seeds'])} | {np.mean(c['floor']):.2f} | {cue_cell} | "
                      f"{np.mean(c['mean']):.2f} | " + " | ".join(cells)
                      + f" | {ratio_r} | {ratio_m} |")
     lines.append("")
     lines.append("Test RMSE at recording level, mean ± sd over seeds (each seed a new "
-                 "corpus and a new training seed), with the mean wall time per run.")
+                 "corpus and a new training seed), with the mean wall time per run. "
+                 "Cue floor: a regressor on the cue's noise-free latent signals, fitted "
+                 "on ample simulated recordings (in brackets: ridge on the cue's channel "
+                 "fitted on the corpus's number of training recordings); see "
+                 "depressionmlp/cue_floor.py.")
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +221,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     results = run_suite(args.out, args.data_root, args.cues, args.seeds, args.rows,
                         size=args.size)
-    print(to_markdown(results))
+    floors = json.loads((Path(args.out) / "cue_floors.json").read_text())
+    print(to_markdown(results, floors))
     print(f"suite wall time {time.time() - t0:.0f} s; results in {args.out}")
     return 0
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
                                   GatedMLPBlock, LevelJitter, MotionJitter, MutualGuidance,
-                                  ScoreHead, SegmentCentre, SplitStandardize)
+                                  ScoreHead, SegmentCentre, SegmentSpeed, SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
@@ -62,7 +62,8 @@ DEFAULT_OPTIONS = {
     "score_offset": 0.0,               # [choice] Eq. 20 plus a fixed offset (0 = paper)
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
-    "keypoint_levels": "keep",         # [choice] "keep" or "drop" (SegmentCentre on R_X, R_Y)
+    "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)
+                                       # or "speed" (SegmentSpeed on R_X, R_Y)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd), or
                                        # one sd per stream: {"R_X": .., "R_Y": .., "R_AU": ..}
@@ -76,7 +77,7 @@ DEFAULT_OPTIONS = {
 }
 
 KEYPOINT_FRAMES = ("image", "face")
-KEYPOINT_LEVELS = ("keep", "drop")
+KEYPOINT_LEVELS = ("keep", "drop", "speed")
 STANDARDIZE_MODES = (False, True, "column", "split")
 
 
@@ -295,10 +296,12 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     out = dict(model_inputs)
     if opts["keypoint_frame"] == "face" and "R_X" in out:
         out["R_X"], out["R_Y"] = FaceFrame(name="face_frame")([out["R_X"], out["R_Y"]])
-    if opts["keypoint_levels"] == "drop":
+    if opts["keypoint_levels"] != "keep":
+        layer = SegmentCentre if opts["keypoint_levels"] == "drop" else SegmentSpeed
+        prefix = "centre" if opts["keypoint_levels"] == "drop" else "speed"
         for s in ("R_X", "R_Y"):
             if s in out:
-                out[s] = SegmentCentre(name=f"centre_{s}")(out[s])
+                out[s] = layer(name=f"{prefix}_{s}")(out[s])
     for s in list(out):
         if mode == "split":
             out[s] = SplitStandardize(name=f"standardize_{s}")(out[s])

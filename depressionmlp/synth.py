@@ -524,19 +524,20 @@ def failure_mask(rng, n: int, rate: float) -> np.ndarray:
     return mask
 
 
-def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
-                       failed_frame_rate: float, cue: str = "dynamic",
-                       free_score: float | None = None) -> tuple[np.ndarray, int]:
-    """One recording's (n, 714) OpenFace values (unrounded) and its failed-frame count.
+def latent_signals(rng, nuis: dict, true_score: float, n: int, fps: float,
+                   cue: str = "dynamic", free_score: float | None = None) -> dict:
+    """Everything of one recording the score can reach, before rendering and tracking.
 
-    ``cue`` says where the score enters (see :data:`CUES` and :func:`cue_plan`);
-    ``free_score`` is the subject's label-free score-like draw that sets every
-    channel the cue leaves alone (required unless ``cue == "dynamic"``).
+    Returns ``plan`` (:func:`cue_plan`), ``keypoint_axes`` (n, N_AXES) the expression
+    axes as they move the keypoints (gain applied), ``axes_au`` (n, N_AXES) the axes
+    that drive the AUs with their ``events_au`` and ``dur_au``, ``blink`` (n,) in
+    [0, 1] with ``blink_events`` (its event centres) and ``au_base`` (17,) the resting
+    AU intensities. :func:`simulate_recording` renders these; the cue floor
+    (:mod:`depressionmlp.cue_floor`) reads them directly.
     """
     plan = cue_plan(cue, true_score, free_score)
-    pos_b, neg_b, blink_b = expression_bases(mean_face())
-    # --- expression axes: the signal (keypoints and AUs share them unless the cue
-    # puts the score into only one of the two)
+    # the signal: keypoints and AUs share the expression axes unless the cue puts the
+    # score into only one of the two
     amp_rec = rng.lognormal(0, 0.04)
     axes, events, dur = expression_axes(rng, n, fps, plan["e_keypoints"], nuis, amp_rec)
     if plan["e_aus"] is plan["e_keypoints"]:
@@ -546,10 +547,28 @@ def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
     blink_hz = nuis["blink_hz"] * plan["blink_rate_mult"]
     blink, blink_c, _ = event_train(rng, n, fps, blink_hz, 1.0, 0.25 * plan["blink_dur_mult"],
                                     signed=False)
-    blink = np.clip(blink, 0, 1)
+    return {"plan": plan, "keypoint_axes": axes * plan["keypoint_gain"],
+            "axes_au": axes_au, "events_au": events_au, "dur_au": dur_au,
+            "blink": np.clip(blink, 0, 1), "blink_events": blink_c,
+            "au_base": np.maximum(nuis["au_base"] + plan["au_shift"], 0.1)}
+
+
+def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
+                       failed_frame_rate: float, cue: str = "dynamic",
+                       free_score: float | None = None) -> tuple[np.ndarray, int]:
+    """One recording's (n, 714) OpenFace values (unrounded) and its failed-frame count.
+
+    ``cue`` says where the score enters (see :data:`CUES` and :func:`cue_plan`);
+    ``free_score`` is the subject's label-free score-like draw that sets every
+    channel the cue leaves alone (required unless ``cue == "dynamic"``).
+    """
+    lat = latent_signals(rng, nuis, true_score, n, fps, cue, free_score)
+    blink, base = lat["blink"], lat["au_base"]
+    axes_au, events_au, dur_au = lat["axes_au"], lat["events_au"], lat["dur_au"]
+    pos_b, neg_b, blink_b = expression_bases(mean_face())
     # --- 3-D face in mm, head pose, projection
     w_mm = nuis["width_mm"]
-    gained = axes * plan["keypoint_gain"]
+    gained = lat["keypoint_axes"]
     disp = (np.maximum(gained, 0) @ pos_b.reshape(N_AXES, -1)
             + np.maximum(-gained, 0) @ neg_b.reshape(N_AXES, -1))
     disp -= disp.mean(axis=0)                   # the mean face stays the subject's own
@@ -573,7 +592,6 @@ def simulate_recording(rng, nuis: dict, true_score: float, n: int, fps: float,
     y3 = (y2 - FRAME_HEIGHT / 2) * z3 / FOCAL_PX
     # --- AUs
     mix = au_mixing()
-    base = np.maximum(nuis["au_base"] + plan["au_shift"], 0.1)
     # AUs are activations: an axis drives the AUs of its own sign's action (smile -> AU12,
     # lip-corner depressor -> AU15), so intensities rise from the subject's baseline.
     au_r = (base + np.maximum(axes_au, 0) @ np.maximum(mix, 0).T

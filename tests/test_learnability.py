@@ -11,7 +11,7 @@ from depressionmlp import classical, learnability, synth
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
 from depressionmlp.layers import (ColumnJitter, FaceFrame, LevelJitter, MotionJitter,
-                                  SegmentCentre, SplitStandardize)
+                                  SegmentCentre, SegmentSpeed, SplitStandardize)
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -169,6 +169,34 @@ def test_keypoint_levels_drop_centres_keypoints_and_keeps_au_levels():
     assert names.index("face_frame") < names.index("centre_R_X")
     with pytest.raises(ValueError, match="keypoint_levels"):
         build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_levels="maybe")
+
+
+def test_segment_speed_is_the_absolute_step_and_forgets_face_shape():
+    rng = np.random.default_rng(5)
+    pos = rng.normal(0, 0.02, (3, 6, 8)).astype("float32")
+    shapes = rng.normal(0, 1.0, (3, 1, 8)).astype("float32")
+    out = np.asarray(SegmentSpeed()(pos + shapes))
+    step = np.abs(np.diff(pos, axis=1))
+    assert out.shape == (3, 6, 8)
+    np.testing.assert_allclose(out[:, 1:], step, atol=1e-5)
+    np.testing.assert_allclose(out[:, 0], step[:, 0], atol=1e-5)
+    # twice the motion: twice every speed, so the column means scale with motion energy
+    np.testing.assert_allclose(np.asarray(SegmentSpeed()(2 * pos + shapes)), 2 * out, atol=1e-5)
+
+
+def test_keypoint_levels_speed_builds_and_round_trips(tmp_path):
+    from depressionmlp.models import build_model
+    model = build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_frame="face",
+                        keypoint_levels="speed", standardize="split")
+    names = [layer.name for layer in model.layers]
+    assert {"speed_R_X", "speed_R_Y"} <= set(names) and "speed_R_AU" not in names
+    assert names.index("face_frame") < names.index("speed_R_X") < names.index("standardize_R_X")
+    rng = np.random.default_rng(2)
+    arrays = {s: rng.normal(0.5, 0.1, (4, 6, 8)).astype("float32") for s in model.input}
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(arrays, verbose=0),
+                               model.predict(arrays, verbose=0), atol=1e-6)
 
 
 def test_split_standardize_keeps_only_motion_of_centred_columns():
@@ -331,6 +359,58 @@ def test_suite_rows_and_table():
                for s in (0, 1)}
     md = learnability.to_markdown(results)
     line = next(l for l in md.splitlines() if l.startswith("| static"))
-    assert "| 2 | 3.00 | 11.00 |" in line
+    assert "| 2 | 3.00 | - | 11.00 |" in line
+    floors = {"static": {"floor": 4.25, "floor_at_size": 5.5}}
+    line = next(l for l in learnability.to_markdown(results, floors).splitlines()
+                if l.startswith("| static"))
+    assert "| 2 | 3.00 | 4.25 (5.50) | 11.00 |" in line
     assert "7.50 ± 0.50 (1 s)" in line and "6.50 ± 0.50 (60 s)" in line
     assert line.rstrip().endswith(f"| {6.5 / 7.5:.2f} | {6.5 / 11:.2f} |")
+
+
+# ----------------------------------------------------------------------------- cue floor
+
+def test_latent_signals_are_what_the_recording_renders():
+    """simulate_recording draws its signal through latent_signals: the same stream
+    gives resting AU means at ``au_base`` and AU45 presence where the blink is shut."""
+    nuis = synth.draw_nuisance(np.random.default_rng(5))
+    lat = synth.latent_signals(np.random.default_rng(6), nuis, 30.0, 900, 30.0, "blink", 5.0)
+    v, n_failed = synth.simulate_recording(np.random.default_rng(6), nuis, 30.0, 900, 30.0,
+                                           0.0, cue="blink", free_score=5.0)
+    assert n_failed == 0
+    a0 = synth._COL["AU01_r"]
+    np.testing.assert_allclose(v[:, a0:a0 + 17].mean(0), lat["au_base"], atol=0.05)
+    au45_c = v[:, a0 + 17 + synth.AU_PRESENCE.index("AU45")]
+    assert np.mean(au45_c == (lat["blink"] > 0.5)) > 0.99
+
+
+def _channel_rmse(x, y, columns):
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
+    pred = cross_val_predict(model, np.log(x[:, columns] + 1e-3), y, cv=5)
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+@pytest.mark.parametrize("cue,other", [("static", "blink"), ("blink", "static"),
+                                       ("region", "resting")])
+def test_each_cue_reaches_only_its_channel(cue, other):
+    from depressionmlp import cue_floor as cf
+    x, y, _ = cf.simulate(cue, 300, duration_s=(30, 50), seed=1)
+    assert x.shape == (300, sum(len(b) for b in cf.BLOCKS.values()))
+    spread = float(y.std())
+    own = _channel_rmse(x, y, cf.CHANNELS[cue])
+    elsewhere = _channel_rmse(x, y, cf.CHANNELS.get(other) or list(cf.BLOCKS[other]))
+    assert own < 0.8 * spread, (own, spread)           # the cue's channel carries it ...
+    assert elsewhere > 0.95 * spread, (elsewhere, spread)  # ... and no other does
+
+
+def test_cue_floor_sits_between_the_noise_floor_and_the_mean_predictor():
+    from depressionmlp.cue_floor import cue_floor
+    r = cue_floor("static", 56, n_sim=320, n_draws=3, label_noise_sd=3.0)
+    assert abs(r["noise_floor"] - 3.0) < 0.5, r
+    assert r["noise_floor"] < r["floor"] < 0.6 * r["mean_predictor"], r
+    assert r["floor"] < r["floor_at_size"] < r["mean_predictor"], r
+    assert (r["n_test"], r["n_train"]) == (80, 56)

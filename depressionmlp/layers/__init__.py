@@ -8,7 +8,8 @@ from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
 from depressionmlp.layers.preprocessing import (ColumnJitter, FaceFrame, LevelJitter,
-                                                 MotionJitter, SegmentCentre, SplitStandardize)
+                                                 MotionJitter, SegmentCentre, SegmentSpeed,
+                                                 SplitStandardize)
 
 __all__ = [
     "ColumnJitter",
@@ -23,5 +24,6 @@ __all__ = [
     "MutualGuidance",
     "ScoreHead",
     "SegmentCentre",
+    "SegmentSpeed",
     "SplitStandardize",
 ]

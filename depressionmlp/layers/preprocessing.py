@@ -112,6 +112,34 @@ class SegmentCentre(keras.layers.Layer):
         return tuple(input_shape)
 
 
+@keras.saving.register_keras_serializable(package="depressionmlp")
+class SegmentSpeed(keras.layers.Layer):
+    """Each column's frame-to-frame speed: how much, not where, a point moves.
+
+    ``y_t = |x_t - x_{t-1}|`` for t = 1..M-1 and ``y_0 = y_1``, for one segment
+    ``x`` of shape (M, N) (batch axis omitted), so the shape is kept. Used on the
+    keypoints (``keypoint_levels="speed"``). Like :class:`SegmentCentre` it drops
+    the resting positions (face shape, i.e. identity), and it also turns motion
+    energy, a sign-free second-order statistic of the positions, into the
+    columns' level: a cue confined to a few points (brows that move less) becomes
+    a per-column mean that one linear read-out finds, instead of a variance the
+    blocks would have to compute from zero-mean positions **[choice]**.
+
+    Call args:
+        inputs: (batch, M, N), M >= 2.
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def call(self, inputs):
+        step = ops.abs(inputs[:, 1:] - inputs[:, :-1])
+        return ops.concatenate([step[:, :1], step], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
 class SavedNoiseState(keras.layers.Layer):
     """Base of the jitter layers: ``stddev`` (>= 0) and ``seed`` arguments, and a
     random stream whose position is saved with the weights (Keras saves a
