@@ -414,3 +414,17 @@ def test_cue_floor_sits_between_the_noise_floor_and_the_mean_predictor():
     assert r["noise_floor"] < r["floor"] < 0.6 * r["mean_predictor"], r
     assert r["floor"] < r["floor_at_size"] < r["mean_predictor"], r
     assert (r["n_test"], r["n_train"]) == (80, 56)
+
+
+def test_suite_cue_floors_are_computed_once_and_reused(tmp_path, monkeypatch):
+    from depressionmlp import cue_floor
+    lines = []
+    floors = learnability.ensure_cue_floors(tmp_path, ["static"], "long", {"static": 30},
+                                            n_sim=120, log=lines.append)
+    r = floors["static"]
+    assert (r["n_train"], r["n_sim"], r["duration_s"], r["label_noise_sd"]) == (
+        30, 120, [150, 240], 2.0)                   # the long corpora's settings
+    assert json.loads((tmp_path / "cue_floors.json").read_text()) == floors
+    assert len(lines) == 1 and "static" in lines[0]
+    monkeypatch.setattr(cue_floor, "cue_floor", lambda *a, **k: pytest.fail("recomputed"))
+    assert learnability.ensure_cue_floors(tmp_path, ["static"], "long", {"static": 30}) == floors
