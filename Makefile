@@ -94,7 +94,8 @@ report: venv
 	  $(PROTOCOL_ARG) $(REPORT_QUICK) $(if $(JIT),--jit,)
 
 # The learnability suite: generated corpora (score in one place each, or mixed) x
-# {noise floor, mean predictor, StatsRidge, DG+MG default, DG+MG paper, single stream} x seeds.
+# {noise floor, cue floor, mean predictor, StatsRidge, DG+MG default, DG+MG paper, single
+# stream} x seeds.
 # SIZE=long: 25 training subjects with 150-240 s recordings (learnability.SIZES).
 learnability: venv
 	$(PY) -m depressionmlp learnability --out $(OUT)/learnability$(if $(filter long,$(SIZE)),-long) \
