@@ -100,8 +100,9 @@ def cue_floor(cue: str, n_train: int, *, duration_s=(30, 50), label_noise_sd: fl
     """The cue floor of one cue at one corpus size (see the module docstring).
 
     ``n_train`` is the corpus's number of training recordings. Returns ``floor``,
-    ``floor_at_size`` (with its interquartile range over training draws), ``mean_predictor`` and
-    ``noise_floor`` on the same held-out recordings, and the settings.
+    ``floor_at_size`` (with its interquartile range over training draws),
+    ``mean_predictor`` and ``noise_floor`` on the same held-out recordings, and the
+    settings.
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
@@ -111,7 +112,10 @@ def cue_floor(cue: str, n_train: int, *, duration_s=(30, 50), label_noise_sd: fl
     x, y, truth = simulate(cue, n_sim, duration_s, label_noise_sd=label_noise_sd, seed=seed)
     n_test = n_sim // 4
     x_fit, y_fit, x_test, y_test = x[n_test:], y[n_test:], x[:n_test], y[:n_test]
-    rmse = lambda p: float(np.sqrt(np.mean((p - y_test) ** 2)))  # noqa: E731
+
+    def rmse(pred):
+        return float(np.sqrt(np.mean((pred - y_test) ** 2)))
+
     gbr = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05,
                                         min_samples_leaf=20, random_state=seed)
     floor = rmse(gbr.fit(x_fit, y_fit).predict(x_test))
