@@ -297,8 +297,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     if opts["keypoint_frame"] == "face" and "R_X" in out:
         out["R_X"], out["R_Y"] = FaceFrame(name="face_frame")([out["R_X"], out["R_Y"]])
     if opts["keypoint_levels"] != "keep":
-        layer = SegmentCentre if opts["keypoint_levels"] == "drop" else SegmentSpeed
-        prefix = "centre" if opts["keypoint_levels"] == "drop" else "speed"
+        layer, prefix = {"drop": (SegmentCentre, "centre"),
+                         "speed": (SegmentSpeed, "speed")}[opts["keypoint_levels"]]
         for s in ("R_X", "R_Y"):
             if s in out:
                 out[s] = layer(name=f"{prefix}_{s}")(out[s])
