@@ -121,6 +121,10 @@ DEFAULT_CONFIG = {
         # seed + ENSEMBLE_SEED_STEP * k, in <run>/members/<k>/; the saved model is the
         # mean of their scores (models.ensemble_model)
         "ensemble": 1,
+        # [choice] [] (every member the run's [model]) or a list of [model] overrides,
+        # member k taking entry k mod its length (e.g. [{}, {keypoint_levels = "speed"}]:
+        # members that read the keypoints in two ways); only with ensemble > 1
+        "member_model": [],
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -199,6 +203,9 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
                                 f"got {t['select']!r}")
     if t["select"] == "calibrated" and t["calibrate"] != "slope":
         raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
+    _check_member_model(t["member_model"], source)
+    if t["member_model"] and t["ensemble"] < 2:
+        raise DataError(source, "train.member_model needs train.ensemble > 1")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):
@@ -237,6 +244,20 @@ def _check_keys(config, defaults, source, prefix=""):
                                     f"([{prefix}{k}]), got {v!r}")
         if isinstance(v, dict) and isinstance(defaults[k], dict):
             _check_keys(v, defaults[k], source, f"{prefix}{k}.")
+
+
+def _check_member_model(entries, source):
+    from depressionmlp.models import DEFAULT_OPTIONS
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise DataError(source, f"train.member_model must be a list of [model] tables, "
+                                f"got {entries!r}")
+    for e in entries:
+        unknown = sorted(set(e) - set(DEFAULT_OPTIONS) - {"name", "inputs"})
+        if unknown:
+            raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
+        if {"name", "inputs"} & set(e):
+            raise DataError(source, "train.member_model may change model options, not the "
+                                    "model's name or inputs (the members share one input)")
 
 
 def segment_settings(cfg: dict) -> SegmentSettings:
@@ -794,12 +815,17 @@ def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir
 
 
 def member_config(cfg: dict, k: int) -> dict:
-    """Ensemble member ``k``'s config: the run's, one model, seed + 100 k, and
-    1/K of the run's ``max_minutes``."""
+    """Ensemble member ``k``'s config: the run's, one model, seed + 100 k, 1/K of
+    the run's ``max_minutes``, and entry k (mod its length) of ``train.member_model``
+    over its ``[model]``."""
     m = copy.deepcopy(cfg)
     m.pop("resolved", None)
     m["name"] = f"{cfg['name']}-member{k}"
     m["train"]["ensemble"] = 1
+    overrides = m["train"]["member_model"]
+    if overrides:
+        m["model"] = deep_update(m["model"], overrides[k % len(overrides)])
+        m["train"]["member_model"] = []
     m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
     if m["train"]["max_minutes"]:             # the run's wall-clock budget, shared
         m["train"]["max_minutes"] = m["train"]["max_minutes"] / cfg["train"]["ensemble"]
@@ -830,7 +856,9 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
         member = build_model_from_config(mcfg, settings, model_name=MEMBER_NAME.format(k))
         member.set_weights(load_model_file(member_dir / "best.keras").get_weights())
         members.append(member)
-        records.append({"seed": mcfg["train"]["seed"], "best_step": mres["best_step"],
+        overrides = t["member_model"][k % len(t["member_model"])] if t["member_model"] else {}
+        records.append({"seed": mcfg["train"]["seed"], "model_overrides": overrides,
+                        "best_step": mres["best_step"],
                         "steps_run": mres["steps_run"], "train_seconds": mres["train_seconds"],
                         "calibration": mres.get("calibration"),
                         **{f"{s}_rmse": mres["splits"][s]["rmse"] for s in mres["splits"]}})

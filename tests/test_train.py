@@ -644,6 +644,54 @@ def test_ensemble_members_split_the_seed_and_the_wall_clock_budget():
     assert cfg["train"]["seed"] == 7 and cfg["train"]["max_minutes"] == 6.0   # not changed
 
 
+def test_member_model_gives_member_k_entry_k_mod_its_length():
+    cfg = train.resolve_config({"name": "e", "train": {
+        "ensemble": 3, "member_model": [{}, {"keypoint_levels": "speed", "column_jitter": 0.5}]}})
+    members = [train.member_config(cfg, k) for k in range(3)]
+    assert [m["model"]["keypoint_levels"] for m in members] == ["drop", "speed", "drop"]
+    assert [m["model"]["column_jitter"] for m in members] == [1.0, 0.5, 1.0]
+    assert [m["model"]["standardize"] for m in members] == ["split"] * 3   # the rest kept
+    assert all(m["train"]["member_model"] == [] for m in members)
+    assert cfg["model"]["keypoint_levels"] == "drop"                        # not changed
+    assert train.resolve_config({})["train"]["member_model"] == []          # default: alike
+
+
+def test_members_that_read_the_keypoints_in_two_ways_save_as_one_model(corpus, tables,
+                                                                        tmp_path):
+    """train.member_model = [{}, {keypoint_levels = "speed"}]: member 1 holds the
+    SegmentSpeed layers, member 0 SegmentCentre; the saved model (loaded safely) scores
+    the mean of the two members' scores."""
+    root, _ = corpus
+    cfg = _config(root, steps=30, eval_every=15, ensemble=2,
+                  member_model=[{}, {"keypoint_levels": "speed"}])
+    run_dir, result = train.train(cfg, out_base=tmp_path)
+    assert [m["model_overrides"] for m in result["members"]] == [
+        {}, {"keypoint_levels": "speed"}]
+    model, _ = train.load_run(run_dir)
+    from depressionmlp.models import ensemble_members
+    kinds = [sorted(type(l).__name__ for l in m.layers if type(l).__name__.startswith("Segment"))
+             for m in ensemble_members(model)]
+    assert kinds == [["SegmentCentre"] * 2, ["SegmentSpeed"] * 2]        # R_X and R_Y
+    x = {s: tables["test"].arrays[s][:6] for s in ("R_X", "R_Y", "R_AU")}
+    each = [train.load_run(run_dir / "members" / str(k))[0].predict(x, verbose=0)
+            for k in (0, 1)]
+    assert np.abs(each[0] - each[1]).max() > 1e-3                  # two different members
+    np.testing.assert_allclose(model.predict(x, verbose=0), (each[0] + each[1]) / 2,
+                               rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("member_model, ensemble, message", [
+    ({"keypoint_levels": "speed"}, 3, "must be a list of \\[model\\] tables"),
+    ([{"keypoint_level": "speed"}], 3, "unknown model option\\(s\\) \\['keypoint_level'\\]"),
+    ([{"inputs": "xy"}], 3, "not the model's name or inputs"),
+    ([{}, {"keypoint_levels": "speed"}], 1, "needs train.ensemble > 1"),
+])
+def test_member_model_is_checked(member_model, ensemble, message):
+    with pytest.raises(DataError, match=message):
+        train.resolve_config({"train": {"ensemble": ensemble, "member_model": member_model}},
+                             "x.toml")
+
+
 def test_demo_report_names_an_ensembles_members():
     from depressionmlp.demo import render_report
     split = {"n": 20, "rmse": 7.5, "mae": 6.0, "mean_predictor": {"rmse": 11.0}}
