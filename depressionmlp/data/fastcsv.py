@@ -25,7 +25,7 @@ import numpy as np
 _MAX_DIGITS = 14                     # digit sum stays below 2**53: exact in float64
 _SPACE, _MINUS, _DOT, _COMMA, _NL = 32, 45, 46, 44, 10
 _POW10 = 10.0 ** np.arange(_MAX_DIGITS + 1)
-_CHUNK = 1 << 12
+_CHUNK = 1 << 14
 
 
 def read_plain_columns(path, n_cols: int, pos) -> np.ndarray | None:
@@ -102,8 +102,8 @@ def parse_cells(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     # every byte offset of buf as the start of an 8-byte word (one gather per cell)
     words = np.ndarray((n,), np.uint64, buffer=buf, strides=(1,))
     w = words[starts]
-    lead = (w & _u64(0xFF)) == _u64(_SPACE)
-    w = np.where(lead, w >> _u64(8), w)
+    lead = (w & _K["ff"]) == _K["space"]
+    w = np.where(lead, w >> _K["8"], w)
     lens = lens - lead
     out = np.empty(lens.size)
     long_ = np.flatnonzero(lens + lead > 8)       # not all inside the word read
@@ -128,16 +128,20 @@ def parse_cells(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     return out
 
 
-def _u64(x: int) -> np.uint64:
-    return np.uint64(x)
-
-
 _ONES = 0x0101010101010101
 _HIGH = 0x8080808080808080
 _ZEROS = 0x3030303030303030
 # _CELL_MASK[n]: the low n bytes; _ZERO_FILL[n]: '0' in the low n bytes
 _CELL_MASK = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
 _ZERO_FILL = np.array([_ZEROS & ((1 << (8 * n)) - 1) for n in range(9)], np.uint64)
+_ALIGN_SHIFT = np.array([8 * (8 - n) for n in range(9)], np.uint64)   # n digits -> the top
+#: the uint64 constants of _parse_words (numpy scalars made once, not per call)
+_K = {k: np.uint64(v) for k, v in {
+    "ff": 0xFF, "space": _SPACE, "minus": _MINUS, "minus_to_0": _MINUS ^ 0x30, "dots": 0x2E2E2E2E2E2E2E2E,
+    "ones": _ONES, "high": _HIGH, "zeros": _ZEROS, "f0": 0xF0F0F0F0F0F0F0F0,
+    "six": 0x0606060606060606, "m8": 0x00FF00FF00FF00FF, "m16": 0x0000FFFF0000FFFF,
+    "m32": 0xFFFFFFFF, "1": 1, "7": 7, "8": 8, "10": 10, "16": 16, "32": 32, "100": 100,
+    "10000": 10000}.items()}
 
 
 def _parse_words(w: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
@@ -148,35 +152,41 @@ def _parse_words(w: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
     become an integer with three multiply-shift steps (the SWAR method of
     simdjson's ``parse_eight_digits_unrolled``).
     """
-    u = _u64
     c = w & _CELL_MASK[lens]
-    neg = (c & u(0xFF)) == u(0x2D)                       # '-'
-    c ^= neg.astype(np.uint64) * u(0x2D ^ 0x30)          # '-' -> '0'
-    x = c ^ u(0x2E2E2E2E2E2E2E2E)                         # '.' bytes become 0
-    z = (x - u(_ONES)) & ~x & u(_HIGH)
-    low = z & (~z + u(1))                                 # the first '.', exactly
+    neg = (c & _K["ff"]) == _K["minus"]                   # '-'
+    c = np.where(neg, c ^ _K["minus_to_0"], c)            # '-' -> '0'
+    x = c ^ _K["dots"]                                    # '.' bytes become 0
+    z = (x - _K["ones"]) & ~x & _K["high"]
+    low = z & (~z + _K["1"])                              # the first '.', exactly
     has_dot = low != 0
-    below = (low >> u(7)) - u(1)                          # the bytes before it (no dot: all)
-    digits = (c & below) | ((c >> u(8)) & ~below)         # the dot cut out
+    below = (low >> _K["7"]) - _K["1"]                    # the bytes before it (no dot: all)
+    digits = (c & below) | ((c >> _K["8"]) & ~below)      # the dot cut out
     nd = lens - has_dot                                   # digit characters (with the sign)
-    # bit 8 * p + 7 of `low` is set, p the dot's byte: frexp gives 8 * p + 8
-    p = (np.frexp(low.astype(np.float64))[1] - 8) >> 3
+    p = _bytes_below(below, low)                          # the dot's byte
     frac = np.where(has_dot, lens - 1 - p, 0)
     if ((nd - neg) < 1).any() or (has_dot & ((p < 1 + neg) | (frac < 1))).any():
         return None                                        # no digit, or none by the dot
-    aligned = (digits << (8 * (8 - nd)).astype(np.uint64)) | _ZERO_FILL[8 - nd]
-    ok = (((aligned & u(0xF0F0F0F0F0F0F0F0)) == u(_ZEROS))
-          & (((aligned + u(0x0606060606060606)) & u(0xF0F0F0F0F0F0F0F0)) == u(_ZEROS)))
+    aligned = (digits << _ALIGN_SHIFT[nd]) | _ZERO_FILL[8 - nd]
+    ok = (((aligned & _K["f0"]) == _K["zeros"])
+          & (((aligned + _K["six"]) & _K["f0"]) == _K["zeros"]))
     if not ok.all():
         return None
-    v = aligned - u(_ZEROS)
-    v = ((v * u(10)) + (v >> u(8))) & u(0x00FF00FF00FF00FF)
-    v = ((v * u(100)) + (v >> u(16))) & u(0x0000FFFF0000FFFF)
-    v = (v * u(10000)) + (v >> u(32))
-    mant = (v & u(0xFFFFFFFF)).astype(np.float64)
+    v = aligned - _K["zeros"]
+    v = ((v * _K["10"]) + (v >> _K["8"])) & _K["m8"]
+    v = ((v * _K["100"]) + (v >> _K["16"])) & _K["m16"]
+    v = (v * _K["10000"]) + (v >> _K["32"])
+    mant = (v & _K["m32"]).astype(np.float64)
     out = mant / _POW10[frac]                              # one correctly rounded division
     np.negative(out, out=out, where=neg)
     return out
+
+
+def _bytes_below(below: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """The byte index p of a word's first dot (``below``: its 8 p low bits set)."""
+    if hasattr(np, "bitwise_count"):                       # numpy >= 2.0
+        return (np.bitwise_count(below) >> 3).astype(np.int64)
+    # bit 8 p + 7 of `low` is set: frexp gives 8 p + 8 (0 without a dot)
+    return (np.frexp(low.astype(np.float64))[1] - 8) >> 3
 
 
 def _parse_fixed(m: np.ndarray) -> np.ndarray | None:
