@@ -9,7 +9,7 @@ module). For the files it accepts it returns exactly what pandas' C parser retur
 the digits are summed as an exact integer and divided once by a power of ten, a
 correctly rounded result, as pandas' ``precise_xstrtod`` does for such numbers.
 
-On OpenFace's 714-column files this is 2-3.5x the speed of the pandas path it
+On OpenFace's 714-column files this is 2.3-3.1x the speed of the pandas path it
 sits in front of (``make bench``: parse_mb_per_s against parse_mb_per_s_pandas):
 only the separators of the whole file are located (two vectorised scans); each
 wanted cell is then read as one unaligned 8-byte word, and the words are checked
