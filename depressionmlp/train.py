@@ -252,12 +252,18 @@ def _check_member_model(entries, source):
         raise DataError(source, f"train.member_model must be a list of [model] tables, "
                                 f"got {entries!r}")
     for e in entries:
-        unknown = sorted(set(e) - set(DEFAULT_OPTIONS) - {"name", "inputs"})
-        if unknown:
-            raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
         if {"name", "inputs"} & set(e):
             raise DataError(source, "train.member_model may change model options, not the "
                                     "model's name or inputs (the members share one input)")
+        unknown = sorted(set(e) - set(DEFAULT_OPTIONS))
+        if unknown:
+            raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
+
+
+def member_overrides(cfg: dict, k: int) -> dict:
+    """Member ``k``'s entry of ``train.member_model`` ({} when the list is empty)."""
+    entries = cfg["train"]["member_model"]
+    return entries[k % len(entries)] if entries else {}
 
 
 def segment_settings(cfg: dict) -> SegmentSettings:
@@ -822,10 +828,8 @@ def member_config(cfg: dict, k: int) -> dict:
     m.pop("resolved", None)
     m["name"] = f"{cfg['name']}-member{k}"
     m["train"]["ensemble"] = 1
-    overrides = m["train"]["member_model"]
-    if overrides:
-        m["model"] = deep_update(m["model"], overrides[k % len(overrides)])
-        m["train"]["member_model"] = []
+    m["model"] = deep_update(m["model"], member_overrides(cfg, k))
+    m["train"]["member_model"] = []
     m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
     if m["train"]["max_minutes"]:             # the run's wall-clock budget, shared
         m["train"]["max_minutes"] = m["train"]["max_minutes"] / cfg["train"]["ensemble"]
@@ -856,8 +860,8 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
         member = build_model_from_config(mcfg, settings, model_name=MEMBER_NAME.format(k))
         member.set_weights(load_model_file(member_dir / "best.keras").get_weights())
         members.append(member)
-        overrides = t["member_model"][k % len(t["member_model"])] if t["member_model"] else {}
-        records.append({"seed": mcfg["train"]["seed"], "model_overrides": overrides,
+        records.append({"seed": mcfg["train"]["seed"],
+                        "model_overrides": member_overrides(cfg, k),
                         "best_step": mres["best_step"],
                         "steps_run": mres["steps_run"], "train_seconds": mres["train_seconds"],
                         "calibration": mres.get("calibration"),

@@ -34,6 +34,19 @@ def test_numbers_match_python_float():
     np.testing.assert_array_equal(got, want)          # bit-exact: correctly rounded
 
 
+def test_dot_position_without_bitwise_count(monkeypatch):
+    """numpy < 2 has no bitwise_count: the frexp route gives the same numbers and the
+    same refusals."""
+    strings = [" 0.5", "-12.25", "3", " 100", "-0.001", "1234.5", " 7.0625", "0.1"]
+    body, s, e = _cells(strings)
+    want = parse_cells(body, s, e)
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    np.testing.assert_array_equal(parse_cells(body, s, e), want)
+    np.testing.assert_array_equal(want, [float(x) for x in strings])
+    for bad in ("5.", ".5", "1.2.3", "-.5"):
+        assert parse_cells(*_cells([bad])) is None, bad
+
+
 @pytest.mark.parametrize("bad", ["1.2.3", "-", ".5", "5.", "1-2", "1e5", "nan", "inf", " ",
                                  "+1", "--1", "1 2", "1 ", "  1", "-.5", "", "0x10",
                                  "1234567890123456", "1,5"])

@@ -137,8 +137,9 @@ _ZERO_FILL = np.array([_ZEROS & ((1 << (8 * n)) - 1) for n in range(9)], np.uint
 _ALIGN_SHIFT = np.array([8 * (8 - n) for n in range(9)], np.uint64)   # n digits -> the top
 #: the uint64 constants of _parse_words (numpy scalars made once, not per call)
 _K = {k: np.uint64(v) for k, v in {
-    "ff": 0xFF, "space": _SPACE, "minus": _MINUS, "minus_to_0": _MINUS ^ 0x30, "dots": 0x2E2E2E2E2E2E2E2E,
-    "ones": _ONES, "high": _HIGH, "zeros": _ZEROS, "f0": 0xF0F0F0F0F0F0F0F0,
+    "ff": 0xFF, "space": _SPACE, "minus": _MINUS, "minus_to_0": _MINUS ^ 0x30,
+    "dots": 0x2E2E2E2E2E2E2E2E, "ones": _ONES, "high": _HIGH, "zeros": _ZEROS,
+    "f0": 0xF0F0F0F0F0F0F0F0,
     "six": 0x0606060606060606, "m8": 0x00FF00FF00FF00FF, "m16": 0x0000FFFF0000FFFF,
     "m32": 0xFFFFFFFF, "1": 1, "7": 7, "8": 8, "10": 10, "16": 16, "32": 32, "100": 100,
     "10000": 10000}.items()}
