@@ -78,6 +78,10 @@ DEFAULT_CONFIG = {
         "plateau_factor": 0.1,       # "learning factor 0.1"
         "plateau_patience": 10,      # [choice] PyTorch ReduceLROnPlateau's default
         "min_lr": 0.0,
+        # [choice] 0 = off (the paper); else AdamW keeps an exponential moving average of
+        # the weights (Keras' use_ema, this momentum) and each evaluation, the selection
+        # and the saved model use the averaged weights; training goes on from the raw ones
+        "ema_momentum": 0.0,
         "seed": 0,
         "jit_compile": "auto",       # "auto": True on a GPU, False on CPU; or true/false
         # Keras's run_eagerly: every step op by op, no tf.function (debugging: breakpoints
@@ -149,6 +153,10 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
     check_numbers(t, ("learning_rate", "weight_decay", "plateau_factor", "plateau_patience",
                       "min_lr", "seed", "max_minutes", "patience"), source, "train.",
                   positive=("learning_rate", "plateau_factor"))
+    ema = t["ema_momentum"]
+    if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
+            or not 0.0 <= float(ema) < 1.0):
+        raise DataError(source, f"train.ema_momentum must be a number in [0, 1), got {ema!r}")
     ref = t["lr_reference_batch"]
     if not isinstance(ref, int) or isinstance(ref, bool) or ref < 0:
         raise DataError(source, "train.lr_reference_batch must be an integer >= 0 "
@@ -508,6 +516,10 @@ class VideoLevelSelection(keras.callbacks.Callback):
         lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         entry = {"epoch": epoch + 1, "loss": float(logs.get("loss", np.nan)), "lr": lr,
                  "seconds": round(time.time() - self.t0, 2)}
+        raw = None
+        if uses_ema(self.model.optimizer):         # train.ema_momentum > 0
+            raw = self.model.get_weights()
+            self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
         if self.recalibrate is not None and self.recalibrate[2] > 0:
             model_cfg, frames, n = self.recalibrate
             recalibrate_batchnorm(self.model, model_cfg, frames, n, self.batch_size,
@@ -526,6 +538,8 @@ class VideoLevelSelection(keras.callbacks.Callback):
         if improved:
             self.best, self.best_epoch = score, epoch
             save_model_atomic(self.model, self.run_dir / "best.keras")
+        if raw is not None:             # training (and the backup) go on from the raw
+            self.model.set_weights(raw)
         entry["best"] = improved
         self.history.append(entry)
         self._commit(epoch + 1)
@@ -605,8 +619,17 @@ def effective_learning_rate(t: dict) -> float:
 
 
 def make_optimizer(t: dict) -> keras.optimizers.Optimizer:
+    """AdamW at :func:`effective_learning_rate`, with a moving average of the weights
+    where ``train.ema_momentum`` > 0."""
+    ema = ({"use_ema": True, "ema_momentum": float(t["ema_momentum"])}
+           if t.get("ema_momentum") else {})
     return keras.optimizers.AdamW(learning_rate=effective_learning_rate(t),
-                                  weight_decay=t["weight_decay"])
+                                  weight_decay=t["weight_decay"], **ema)
+
+
+def uses_ema(optimizer) -> bool:
+    """Whether ``optimizer`` (or the one a LossScaleOptimizer wraps) averages the weights."""
+    return bool(getattr(getattr(optimizer, "inner_optimizer", optimizer), "use_ema", False))
 
 
 def make_loss(t: dict, model_cfg: dict):

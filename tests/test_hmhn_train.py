@@ -485,3 +485,31 @@ def test_color_jitter_keeps_shapes_range_and_spatial_pattern():
             best = max(abs(np.corrcoef(y[b, ..., c].ravel(), x[b, ..., k].ravel())[0, 1])
                        for k in range(3))
             assert best > 0.9
+
+
+def test_moving_average_weights_are_saved_while_training_goes_on_from_the_raw_ones(tmp_path):
+    """``train.ema_momentum``: each epoch's evaluation and saved model use the moving
+    average of the weights, and the next step starts from the raw weights."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=T.make_optimizer({"learning_rate": 0.1, "batch_size": 4,
+                                              "lr_reference_batch": 0, "weight_decay": 0.0,
+                                              "ema_momentum": 0.5}), loss="mse")
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    y = (x @ np.array([[1.0], [-2.0], [0.5]])).astype("float32")
+    raw_after, raw_before = [], []
+    track = keras.callbacks.LambdaCallback(
+        on_train_batch_begin=lambda b, logs: raw_before.append(model.get_weights()[0].copy()),
+        on_train_batch_end=lambda b, logs: raw_after.append(model.get_weights()[0].copy()))
+    sel = T.VideoLevelSelection(None, tmp_path, batch_size=4)
+    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,      # 2 steps each
+              callbacks=[track, sel])
+    w1, w2, w3, w4 = raw_after
+    np.testing.assert_allclose(raw_before[2], w2, atol=1e-7)     # not the average
+    ema = 0.5 * (0.5 * (0.5 * w1 + 0.5 * w2) + 0.5 * w3) + 0.5 * w4
+    saved = keras.saving.load_model(tmp_path / "best.keras").get_weights()[0]
+    np.testing.assert_allclose(saved, ema, rtol=1e-5, atol=1e-6)
+    assert np.abs(saved - w4).max() > 1e-3                        # the average, not raw
+    for bad in (1.0, -0.1, True, "0.9"):
+        with pytest.raises(DataError, match="ema_momentum"):
+            T.resolve_config({"train": {"ema_momentum": bad}})
