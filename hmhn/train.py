@@ -75,6 +75,10 @@ DEFAULT_CONFIG = {
         # the training loss at the labels' variance on one corpus in three.
         "lr_reference_batch": 64,
         "weight_decay": 0.01,        # [choice] AdamW's PyTorch default (paper: not given)
+        # [choice] "plateau": ReduceLROnPlateau on the selection metric (the paper's
+        # "learning factor 0.1"); "cosine": from the rate down to 0 over the whole budget
+        # (epochs x steps per epoch), no plateau
+        "lr_schedule": "plateau",
         "plateau_factor": 0.1,       # "learning factor 0.1"
         "plateau_patience": 10,      # [choice] PyTorch ReduceLROnPlateau's default
         "min_lr": 0.0,
@@ -168,6 +172,8 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
         raise DataError(source, "train.bn_recalibration_batches must be an integer >= 0")
     if not isinstance(d["frames_per_video"], int) or d["frames_per_video"] < 1:
         raise DataError(source, "data.frames_per_video must be a positive integer")
+    if t["lr_schedule"] not in ("plateau", "cosine"):
+        raise DataError(source, 'train.lr_schedule must be "plateau" or "cosine"')
     if t["loss_units"] not in ("bdi", "standardized"):
         raise DataError(source, 'train.loss_units must be "bdi" or "standardized"')
     if t["jit_compile"] not in ("auto", True, False):
@@ -618,13 +624,16 @@ def effective_learning_rate(t: dict) -> float:
     return float(t["learning_rate"]) * (int(t["batch_size"]) / ref if ref else 1.0)
 
 
-def make_optimizer(t: dict) -> keras.optimizers.Optimizer:
-    """AdamW at :func:`effective_learning_rate`, with a moving average of the weights
-    where ``train.ema_momentum`` > 0."""
+def make_optimizer(t: dict, total_steps: int = 0) -> keras.optimizers.Optimizer:
+    """AdamW at :func:`effective_learning_rate`, decayed to 0 over ``total_steps`` where
+    ``train.lr_schedule`` is "cosine", with a moving average of the weights where
+    ``train.ema_momentum`` > 0."""
     ema = ({"use_ema": True, "ema_momentum": float(t["ema_momentum"])}
            if t.get("ema_momentum") else {})
-    return keras.optimizers.AdamW(learning_rate=effective_learning_rate(t),
-                                  weight_decay=t["weight_decay"], **ema)
+    lr = effective_learning_rate(t)
+    if t.get("lr_schedule") == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, max(1, int(total_steps)))
+    return keras.optimizers.AdamW(learning_rate=lr, weight_decay=t["weight_decay"], **ema)
 
 
 def uses_ema(optimizer) -> bool:
@@ -660,6 +669,8 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     train_fs = merge_frame_sets([frames[s] for s in d["train_splits"]])
     dev_fs = frames[select] if select else None
 
+    # epochs of a fixed number of steps over reshuffled passes
+    n_steps = t["steps_per_epoch"] or len(train_fs) // min(t["batch_size"], len(train_fs))
     if t["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(t["seed"])
@@ -676,8 +687,9 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
             model = build_from_config(cfg["model"])
         except (ValueError, TypeError) as e:
             raise DataError(source, f"bad model config: {e}") from None
-        model.compile(optimizer=make_optimizer(t), loss=make_loss(t, cfg["model"]),
-                      jit_compile=jit, run_eagerly=t["run_eagerly"])
+        model.compile(optimizer=make_optimizer(t, t["epochs"] * n_steps),
+                      loss=make_loss(t, cfg["model"]), jit_compile=jit,
+                      run_eagerly=t["run_eagerly"])
         # Built here, not lazily inside the first traced step: a variable created
         # while tracing makes TensorFlow trace the whole train step a second time.
         model.optimizer.build(model.trainable_variables)
@@ -695,7 +707,8 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                        "learning_rate": effective_learning_rate(t)}
     write_json_atomic(run_dir / "config.json", cfg)
 
-    plateau = PlateauSchedule(t["plateau_factor"], t["plateau_patience"], t["min_lr"])
+    plateau = (PlateauSchedule(t["plateau_factor"], t["plateau_patience"], t["min_lr"])
+               if t["lr_schedule"] == "plateau" else None)
     selection = VideoLevelSelection(dev_fs, run_dir, t["eval_batch_size"], t["patience"],
                                     t["max_minutes"],
                                     recalibrate=(cfg["model"], train_fs,
@@ -703,9 +716,7 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
                                     seed=t["seed"], plateau=plateau)
     with scope():
         selection.restore(model)
-    # epochs of a fixed number of steps over reshuffled passes; a resumed run skips
-    # the batches already drawn
-    n_steps = t["steps_per_epoch"] or len(train_fs) // min(t["batch_size"], len(train_fs))
+    # a resumed run skips the batches already drawn
     ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
                        t["augment_color"], skip_batches=selection.epochs_done * n_steps)
     callbacks = [selection, tensorboard_callback(run_dir / "tb")]

@@ -513,3 +513,18 @@ def test_moving_average_weights_are_saved_while_training_goes_on_from_the_raw_on
     for bad in (1.0, -0.1, True, "0.9"):
         with pytest.raises(DataError, match="ema_momentum"):
             T.resolve_config({"train": {"ema_momentum": bad}})
+
+
+def test_cosine_schedule_decays_to_zero_over_the_budget(tmp_path):
+    """``train.lr_schedule = "cosine"``: half the rate after half the steps, 0 at the end."""
+    write_tiny_corpus(tmp_path, per_split=(4, 2, 2), frames=2)
+    cfg = {"name": "cos", "model": TINY_MODEL,
+           "data": {"corpus": "tiny-faces", "data_root": str(tmp_path), "frames_per_video": 2},
+           "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 4, "verbose": 0,
+                     "lr_schedule": "cosine", "learning_rate": 1e-3, "lr_reference_batch": 0,
+                     "run_eagerly": True}}
+    run_dir, _ = T.train(cfg, out_base=tmp_path / "runs")
+    lrs = [h["lr"] for h in json.loads((run_dir / "history.json").read_text())]
+    np.testing.assert_allclose(lrs, [5e-4, 0.0], atol=1e-9)
+    with pytest.raises(DataError, match="lr_schedule"):
+        T.resolve_config({"train": {"lr_schedule": "step"}})
