@@ -72,7 +72,7 @@ def test_training_run_writes_a_run_dir_with_metrics(trained_run):
     assert cfg["train"]["learning_rate"] == 1e-3 and cfg["train"]["plateau_factor"] == 0.1
     hist = json.loads((run_dir / "history.json").read_text())
     assert len(hist) == metrics["epochs_run"] == 2 and "dev_rmse" in hist[0] and "lr" in hist[0]
-    lr = 1e-3 * cfg["train"]["batch_size"] / 64          # the linear scaling rule
+    lr = 1e-3 * (cfg["train"]["batch_size"] / 64) ** 0.5     # the square-root rule
     assert metrics["learning_rate"] == cfg["resolved"]["learning_rate"] == pytest.approx(lr)
     assert hist[0]["lr"] == pytest.approx(lr, rel=1e-6)
     lines = (run_dir / "predictions_test.csv").read_text().splitlines()
@@ -356,20 +356,26 @@ def test_steps_per_epoch_colour_jitter_and_recalibration_in_a_training_run(tmp_p
         T.resolve_config({"train": {"run_eagerly": "yes"}})
 
 
-def test_learning_rate_follows_the_linear_scaling_rule():
-    """1e-3 at the paper's batch 64; the --quick batch of 16 runs at 2.5e-4; 0 = no scaling."""
+def test_learning_rate_follows_the_batch_by_the_square_root_rule():
+    """1e-3 at the paper's batch 64; the --quick batch of 16 runs at 5e-4 (2.5e-4 by the
+    linear rule); 0 = no scaling. The paper's plateau at full size, cosine in --quick."""
     paper = T.resolve_config({})
     quick = T.resolve_config({}, quick=True)
     assert paper["train"]["batch_size"] == 64 and quick["train"]["batch_size"] == 16
+    assert paper["train"]["lr_schedule"] == "plateau" and quick["train"]["lr_schedule"] == "cosine"
     assert T.effective_learning_rate(paper["train"]) == pytest.approx(1e-3, rel=1e-12)
-    assert T.effective_learning_rate(quick["train"]) == pytest.approx(2.5e-4, rel=1e-12)
+    assert T.effective_learning_rate(quick["train"]) == pytest.approx(5e-4, rel=1e-12)
+    linear = T.resolve_config({"train": {"lr_scaling": "linear"}}, quick=True)
+    assert T.effective_learning_rate(linear["train"]) == pytest.approx(2.5e-4, rel=1e-12)
     fixed = T.resolve_config({"train": {"lr_reference_batch": 0}}, quick=True)
     assert T.effective_learning_rate(fixed["train"]) == pytest.approx(1e-3, rel=1e-12)
-    opt = T.make_optimizer({**quick["train"], "batch_size": 32})
-    assert float(keras.ops.convert_to_numpy(opt.learning_rate)) == pytest.approx(5e-4)
+    opt = T.make_optimizer({**paper["train"], "batch_size": 4})
+    assert float(keras.ops.convert_to_numpy(opt.learning_rate)) == pytest.approx(2.5e-4)
     for bad in (-1, 1.5, True, "64"):
         with pytest.raises(DataError, match="lr_reference_batch"):
             T.resolve_config({"train": {"lr_reference_batch": bad}})
+    with pytest.raises(DataError, match="lr_scaling"):
+        T.resolve_config({"train": {"lr_scaling": "cubic"}})
 
 
 def test_demo_config_synth_arguments_are_generator_arguments():
@@ -383,15 +389,16 @@ def test_demo_config_synth_arguments_are_generator_arguments():
     # the default protocol, differing only in size and budget: default cue sizes, and no
     # colour jitter / precise BN / other training or model settings
     assert not {"droop_max", "open_drop", "brow_max_deg"} & set(raw["synth"])
+    # lr_schedule: --quick's cosine, which anneals over the budget (asserted equal below)
     budget = {"epochs", "steps_per_epoch", "batch_size", "max_minutes", "verbose", "seed",
-              "learning_rate"}
+              "learning_rate", "lr_schedule"}
     assert set(raw["train"]) <= budget and raw["train"]["learning_rate"] == 1e-3
     assert set(raw["model"]) <= {"row", "input_size"}
     assert "lr_reference_batch" not in raw["train"]
     demo = T.resolve_config({k: v for k, v in raw.items() if k != "synth"})
     default = T.resolve_config(load_config(os.path.join(
         os.path.dirname(__file__), "..", "experiments", "hmhn_default.toml")), quick=True)
-    for key in set(T.DEFAULT_CONFIG["train"]) - budget:
+    for key in set(T.DEFAULT_CONFIG["train"]) - budget | {"lr_schedule"}:
         assert demo["train"][key] == default["train"][key], key
     from hmhn.layers import parse_grid, parse_kernels
     norm = {"grid": parse_grid, "kernels": parse_kernels}
@@ -401,8 +408,9 @@ def test_demo_config_synth_arguments_are_generator_arguments():
     assert demo["model"]["input_size"] == default["model"]["input_size"] == 64
 
 
-#: make demo-hmhn should beat the mean predictor by this factor (video-level RMSE).
-DEMO_MARGIN = 0.85
+#: make demo-hmhn (the default protocol at --quick size) must reach this fraction of the
+#: mean predictor (video-level RMSE): the default protocol's line of issue 9.
+DEMO_MARGIN = 0.7
 
 
 @pytest.mark.slow
@@ -410,10 +418,10 @@ def test_demo_learns_beyond_the_mean_predictor(tmp_path):
     """make demo-hmhn's own command (``python -m hmhn demo``, experiments/hmhn_demo.toml):
     synthetic faces at the generator's default cue sizes (seed 0), HMHN row E at 64 px under
     the default protocol (its colour jitter and learning-rate scaling; no precise BN, no
-    enlarged cues), 16 epochs of 60 steps. Video-level RMSE on dev and test below 0.85 x
-    the mean predictor's and not below 0.8 x the corpus's noise floor (which the report
-    prints beside it). The same training through ``hmhn train --quick`` measured dev 8.76
-    / test 7.21 against 12.72 / 12.20 (0.69 / 0.59 x). Run as a subprocess so it gets the
+    enlarged cues), 16 epochs of 60 steps. Video-level RMSE on dev and test below DEMO_MARGIN
+    x the mean predictor's and not below 0.8 x the corpus's noise floor (which the report
+    prints beside it). The same training through ``hmhn train --quick`` measured dev 8.02
+    / test 6.54 against 12.72 / 12.20 (0.63 / 0.54 x). Run as a subprocess so it gets the
     CLI's TensorFlow settings; the config's wall-clock safety net is lifted
     (--max-minutes 0) because the training amount is fixed in steps and a slow CI machine
     must not cut it."""
@@ -430,7 +438,7 @@ def test_demo_learns_beyond_the_mean_predictor(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "metrics.json").read_text())
     assert result["params"] == 19_720_932 and result["epochs_run"] == 16
-    assert result["learning_rate"] == pytest.approx(2.5e-4)
+    assert result["learning_rate"] == pytest.approx(5e-4)
     report = (out / "report.md").read_text()
     assert "noise floor" in report and "mean-predictor" in report
     for split in ("dev", "test"):
@@ -449,8 +457,8 @@ def test_default_protocol_learns_on_another_seed(tmp_path):
     """``python -m hmhn synth --seed 12`` (default cue sizes), then ``python -m hmhn train
     --config experiments/hmhn_default.toml --quick``: video-level RMSE on dev and test at
     most 0.7 x the mean predictor's, and above 0.8 x the noise floor (measured with the
-    16-epoch [quick] table and the learning rate scaled to batch 16: dev 7.92 / test 8.93
-    against 13.56 / 13.20, 0.58 / 0.68 x; README "HMHN under its default protocol")."""
+    16-epoch [quick] table, 5e-4 at batch 16 on a cosine schedule: dev 6.79 / test 8.31
+    against 13.56 / 13.20, 0.50 / 0.63 x; README "HMHN under its default protocol")."""
     import subprocess
     import sys
     data = tmp_path / "data"
