@@ -142,7 +142,9 @@ def bench_whole_run(data_root: Path, quick: bool) -> dict:
 
     Both start from a fresh model, so both pay building it and tracing the train
     function; ``pure_steady_steps_per_s`` is the traced function alone. The default
-    protocol, the bench corpus, ``steps`` steps with a dev evaluation every quarter.
+    protocol, the bench corpus, ``steps`` steps with a dev evaluation every quarter, one
+    model (``train.ensemble = 1``: the default ensemble would train several models of
+    ``steps`` steps each).
     """
     import keras
     from depressionmlp import train
@@ -152,7 +154,8 @@ def bench_whole_run(data_root: Path, quick: bool) -> dict:
     steps = 120 if quick else 800
     cfg = {"name": "bench", "model": {"name": "DG+MG+Linear", "inputs": "all"},
            "data": {"corpus": "synthetic", "data_root": str(data_root), "cache_dir": ""},
-           "train": {"steps": steps, "eval_every": steps // 4, "seed": 0, "verbose": 0}}
+           "train": {"steps": steps, "eval_every": steps // 4, "seed": 0, "verbose": 0,
+                     "ensemble": 1}}
     rc = train.resolve_config(cfg)
     settings = train.segment_settings(rc)
     tables = train.load_tables(rc, settings, ["train", "dev", "test"])
@@ -185,7 +188,8 @@ def bench_whole_run(data_root: Path, quick: bool) -> dict:
             "pure_train_steps_per_s": round(steps / pure, 2),
             "whole_over_pure": round(pure / whole, 3),
             "pure_steady_steps_per_s": round(steady, 2),
-            "run_seconds": round(whole, 2), "run_precision": res["precision"],
+            "run_seconds": round(whole, 2), "run_models": len(res.get("members", [])) or 1,
+            "run_precision": res["precision"],
             "run_replicas": res["replicas"]}
 
 
