@@ -629,7 +629,8 @@ def effective_learning_rate(t: dict) -> float:
     ``learning_rate`` when ``lr_reference_batch`` is 0."""
     ref = int(t.get("lr_reference_batch", 0))
     r = int(t["batch_size"]) / ref if ref else 1.0
-    return float(t["learning_rate"]) * (math.sqrt(r) if t.get("lr_scaling") == "sqrt" else r)
+    rule = t.get("lr_scaling", DEFAULT_CONFIG["train"]["lr_scaling"])
+    return float(t["learning_rate"]) * (math.sqrt(r) if rule == "sqrt" else r)
 
 
 def make_optimizer(t: dict, total_steps: int = 0) -> keras.optimizers.Optimizer:
