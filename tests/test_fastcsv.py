@@ -123,6 +123,35 @@ def test_declines_files_the_careful_path_must_see(tmp_path, damage):
     assert read_plain_columns(p, 3, [0, 1, 2]) is None
 
 
+@pytest.mark.parametrize("damage", ["crlf", "quote", "quoted_comma", "nul"])
+def test_damage_outside_the_wanted_columns_reads_as_pandas_does(tmp_path, damage):
+    """The reader does not scan for quotes, \\r or NUL: in a column it does not read
+    they must change nothing pandas reads differently, or make it decline."""
+    header = ["a", "skip", "b"]
+    rows = [["1", "x", "2.5"], ["4", "y", "5.5"], ["7", "z", "8.5"]]
+    newline = "\r\n" if damage == "crlf" else "\n"
+    if damage == "quote":
+        rows[1][1] = '"q"'
+    if damage == "quoted_comma":
+        rows[1][1] = '"q,r"'
+    p = _write(tmp_path / "t.csv", header, rows, newline)
+    if damage == "nul":
+        p.write_bytes(p.read_bytes().replace(b"y", b"\0"))
+    fast = read_plain_columns(p, 3, [0])            # the last column would hold the \r
+    if damage == "quoted_comma":
+        assert fast is None                          # a line with one comma too many
+    else:
+        np.testing.assert_array_equal(fast, [[1.0, 4.0, 7.0]])
+
+    def outcome(engine):
+        try:
+            t = read_numeric_table(p, read_header(p), ["a", "b"], engine=engine)
+            return [t["a"].tolist(), t["b"].tolist()]
+        except DataError as e:                       # the careful path's own verdict
+            return str(e)
+    assert outcome("auto") == outcome("pandas")
+
+
 @pytest.mark.parametrize("cell,message", [("x", "not a number: 'x'"),
                                           ("", "empty or missing value")])
 def test_errors_unchanged_through_auto(tmp_path, cell, message):
