@@ -71,9 +71,10 @@ DEFAULT_CONFIG = {
         # [choice] the rate follows the batch: the optimizer runs at learning_rate *
         # sqrt(batch_size / lr_reference_batch) (lr_scaling "sqrt"), so the paper's 1e-3 at
         # batch 64 becomes 5e-4 at the --quick batch of 16; 0 = learning_rate as given.
-        # Measured (README "HMHN under its default protocol"): at batch 16, 1e-3 left the
-        # training loss at the labels' variance on one corpus in three; 2.5e-4 (the linear
-        # rule) learned more slowly than 5e-4 with the cosine schedule of [quick].
+        # Measured (docs/hmhn.md, "HMHN under its default protocol"): at batch 16, 1e-3
+        # left the training loss at the labels' variance on one corpus in three; 2.5e-4
+        # (the linear rule) learned more slowly than 5e-4 with the cosine schedule of
+        # [quick].
         "lr_reference_batch": 64,
         # "sqrt" (the square-root rule, often used with Adam) or "linear" (x batch / reference)
         "lr_scaling": "sqrt",
@@ -101,7 +102,7 @@ DEFAULT_CONFIG = {
         "augment_flip": True,        # [choice] random horizontal flips (paper: silent)
         # [choice] on (paper: silent). Per image: random channel order, per-channel gain
         # 0.7..1.3, brightness +-20: colours stop identifying subjects (color_jitter).
-        # Measured (README "HMHN on synthetic faces"): the default protocol at 64 px, 10
+        # Measured (docs/hmhn.md, "HMHN on synthetic faces"): the default protocol at 64 px, 10
         # epochs, reached dev / test 0.58 / 0.70 x the mean predictor with it and 0.80 /
         # 0.92 without (the training loss fell, the dev RMSE did not: memorised subjects).
         "augment_color": True,
