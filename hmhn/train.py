@@ -84,6 +84,9 @@ DEFAULT_CONFIG = {
         # (epochs x steps per epoch), no plateau. [quick] runs "cosine": in its 16 epochs a
         # plateau of patience 10 never anneals the rate
         "lr_schedule": "plateau",
+        # with "cosine": the rate rises linearly from 0 over this many first steps, then
+        # the cosine runs over the rest of the budget. 0 = no warm-up (the paper)
+        "lr_warmup_steps": 0,
         "plateau_factor": 0.1,       # "learning factor 0.1"
         "plateau_patience": 10,      # [choice] PyTorch ReduceLROnPlateau's default
         "min_lr": 0.0,
@@ -181,6 +184,11 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
         raise DataError(source, 'train.lr_scaling must be "linear" or "sqrt"')
     if t["lr_schedule"] not in ("plateau", "cosine"):
         raise DataError(source, 'train.lr_schedule must be "plateau" or "cosine"')
+    w = t["lr_warmup_steps"]
+    if not isinstance(w, int) or isinstance(w, bool) or w < 0:
+        raise DataError(source, "train.lr_warmup_steps must be an integer >= 0")
+    if w and t["lr_schedule"] != "cosine":
+        raise DataError(source, 'train.lr_warmup_steps needs train.lr_schedule = "cosine"')
     if t["loss_units"] not in ("bdi", "standardized"):
         raise DataError(source, 'train.loss_units must be "bdi" or "standardized"')
     if t["jit_compile"] not in ("auto", True, False):
@@ -634,16 +642,27 @@ def effective_learning_rate(t: dict) -> float:
     return float(t["learning_rate"]) * (math.sqrt(r) if rule == "sqrt" else r)
 
 
+def learning_rate_schedule(t: dict, total_steps: int = 0):
+    """:func:`effective_learning_rate`, or where ``train.lr_schedule`` is "cosine" a
+    schedule from it down to 0 over ``total_steps`` (after a linear rise from 0 over the
+    first ``train.lr_warmup_steps``)."""
+    lr = effective_learning_rate(t)
+    if t.get("lr_schedule") != "cosine":
+        return lr
+    warm = min(int(t.get("lr_warmup_steps", 0)), max(0, int(total_steps) - 1))
+    if not warm:
+        return keras.optimizers.schedules.CosineDecay(lr, max(1, int(total_steps)))
+    return keras.optimizers.schedules.CosineDecay(0.0, max(1, int(total_steps) - warm),
+                                                  warmup_target=lr, warmup_steps=warm)
+
+
 def make_optimizer(t: dict, total_steps: int = 0) -> keras.optimizers.Optimizer:
-    """AdamW at :func:`effective_learning_rate`, decayed to 0 over ``total_steps`` where
-    ``train.lr_schedule`` is "cosine", with a moving average of the weights where
-    ``train.ema_momentum`` > 0."""
+    """AdamW on :func:`learning_rate_schedule`, with a moving average of the weights
+    where ``train.ema_momentum`` > 0."""
     ema = ({"use_ema": True, "ema_momentum": float(t["ema_momentum"])}
            if t.get("ema_momentum") else {})
-    lr = effective_learning_rate(t)
-    if t.get("lr_schedule") == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, max(1, int(total_steps)))
-    return keras.optimizers.AdamW(learning_rate=lr, weight_decay=t["weight_decay"], **ema)
+    return keras.optimizers.AdamW(learning_rate=learning_rate_schedule(t, total_steps),
+                                  weight_decay=t["weight_decay"], **ema)
 
 
 def uses_ema(optimizer) -> bool:

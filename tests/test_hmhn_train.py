@@ -536,3 +536,21 @@ def test_cosine_schedule_decays_to_zero_over_the_budget(tmp_path):
     np.testing.assert_allclose(lrs, [5e-4, 0.0], atol=1e-9)
     with pytest.raises(DataError, match="lr_schedule"):
         T.resolve_config({"train": {"lr_schedule": "step"}})
+
+
+def test_warmup_rises_linearly_then_the_cosine_runs_over_the_rest():
+    """``train.lr_warmup_steps``: 0 -> the rate over the warm-up, then half the rate
+    half-way through the remaining steps, 0 at the end; only with the cosine schedule."""
+    t = {"learning_rate": 1e-3, "lr_reference_batch": 0, "batch_size": 16,
+         "lr_schedule": "cosine", "lr_warmup_steps": 10, "ema_momentum": 0.0,
+         "weight_decay": 0.01}
+    sched = T.learning_rate_schedule(t, total_steps=110)
+    lr = [float(sched(s)) for s in (0, 5, 10, 60, 110)]
+    np.testing.assert_allclose(lr, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-9)
+    plain = T.learning_rate_schedule({**t, "lr_warmup_steps": 0}, total_steps=110)
+    np.testing.assert_allclose([float(plain(0)), float(plain(55))], [1e-3, 5e-4], atol=1e-9)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(DataError, match="lr_warmup_steps"):
+            T.resolve_config({"train": {"lr_warmup_steps": bad}})
+    with pytest.raises(DataError, match="lr_warmup_steps needs"):
+        T.resolve_config({"train": {"lr_warmup_steps": 5}})      # the plateau schedule
