@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -266,9 +267,15 @@ def _write_npz_atomic(path: Path, **arrays) -> None:
         raise
 
 
+#: np.load parses each array's header with ast.literal_eval, and on CPython 3.11 (seen on
+#: 3.11.7, in a test run) concurrent ast calls can fail with "SystemError: AST constructor
+#: recursion depth mismatch" (python/cpython#106905); load_corpus reads in threads
+_NPZ_LOCK = threading.Lock()
+
+
 def _read_cache(path: Path):
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with _NPZ_LOCK, np.load(path, allow_pickle=False) as z:
             info = json.loads(str(z["info"]))
             return z["R_X"], z["R_Y"], z["R_AU"], info
     except (OSError, ValueError, KeyError):
