@@ -109,6 +109,12 @@ DEFAULT_CONFIG = {
         # epochs, reached dev / test 0.58 / 0.70 x the mean predictor with it and 0.80 /
         # 0.92 without (the training loss fell, the dev RMSE did not: memorised subjects).
         "augment_color": True,
+        # [choice] DAN's geometric and erasing augmentation (paper: silent; DAN's training
+        # transforms, which HMHN's heads come from): with this probability per image, a
+        # rotation in +-20 degrees and a shift of up to 1/7 of the size (DAN: p = 0.2) ...
+        "augment_affine": 0.0,
+        # ... and random erasing of 2-25 % of the image (DAN: p = 0.5). 0 = off.
+        "augment_erase": 0.0,
         # [choice] the head learns z = (y - mean) / std of the training videos' labels and
         # maps back inside the model (RegressionHead target_mean / target_std): it starts
         # at the label mean and still predicts BDI-II. False: mean 0, std 1 (raw scores).
@@ -165,6 +171,10 @@ def resolve_config(config: dict, source="config", quick: bool = False) -> dict:
     check_numbers(t, ("learning_rate", "weight_decay", "plateau_factor", "plateau_patience",
                       "min_lr", "seed", "max_minutes", "patience"), source, "train.",
                   positive=("learning_rate", "plateau_factor"))
+    for key in ("augment_affine", "augment_erase"):
+        v = t[key]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v <= 1.0:
+            raise DataError(source, f"train.{key} must be a probability in [0, 1], got {v!r}")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):
@@ -312,10 +322,78 @@ def color_jitter(x, seed):
     return tf.clip_by_value(x * gain + shift, 0.0, 255.0)
 
 
+def random_affine(x, seed, p: float, degrees: float = 20.0, pad_frac: float = 1.0 / 7.0):
+    """DAN's ``RandomApply([RandomRotation(20), RandomCrop(S, padding=32)], p=0.2)`` per image.
+
+    With probability ``p`` an image ``(H, W, 3)`` of ``x`` (B, H, W, 3) is rotated by
+    U(-degrees, degrees) about its centre, then shifted by a whole number of pixels drawn
+    uniformly from ``-round(pad_frac * H) .. round(pad_frac * H)`` on each axis (a crop of
+    the zero-padded image: 32 px at 224, 9 px at 64); uncovered pixels are black, as
+    torchvision fills them. Bilinear interpolation; stateless draws from ``seed``.
+    """
+    b = tf.shape(x)[0]
+    h, w = tf.cast(tf.shape(x)[1], tf.float32), tf.cast(tf.shape(x)[2], tf.float32)
+    seed = _stateless_seed(seed)
+    s = [seed + tf.constant([0, k], tf.int32) for k in (11, 12, 13, 14)]
+    apply = tf.random.stateless_uniform((b,), s[0]) < p
+    angle = tf.random.stateless_uniform((b,), s[1], -degrees, degrees) * (math.pi / 180.0)
+    pad = tf.round(pad_frac * h)
+    shift = tf.floor(tf.random.stateless_uniform((b, 2), s[2], 0.0, 1.0) * (2 * pad + 1)) - pad
+    angle = tf.where(apply, angle, 0.0)
+    shift = tf.where(apply[:, None], shift, 0.0)
+    # inverse map: output (x, y) reads the input at R(-angle) (x - c - t) + c
+    cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    ox, oy = cx + shift[:, 0], cy + shift[:, 1]
+    a0, a1, b0, b1 = cos, -sin, sin, cos
+    a2 = cx - a0 * ox - a1 * oy
+    b2 = cy - b0 * ox - b1 * oy
+    zeros = tf.zeros_like(angle)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=transforms, output_shape=tf.shape(x)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+
+def random_erasing(x, seed, p: float, scale=(0.02, 0.25), ratio=(0.3, 3.3), fill=None):
+    """DAN's ``RandomErasing(scale=(0.02, 0.25))`` per image (Zhong et al., 2020).
+
+    With probability ``p`` one rectangle of area U(scale) x H x W and aspect ratio
+    log-uniform in ``ratio`` is set to ``fill`` (RGB in 0..255; default the ImageNet mean
+    pixel, which is 0 after DAN's normalisation, where torchvision erases). One draw per
+    image: a rectangle that does not fit is not erased (torchvision tries 10 times).
+    """
+    b = tf.shape(x)[0]
+    hi, wi = tf.shape(x)[1], tf.shape(x)[2]
+    h, w = tf.cast(hi, tf.float32), tf.cast(wi, tf.float32)
+    seed = _stateless_seed(seed)
+    s = [seed + tf.constant([0, k], tf.int32) for k in (21, 22, 23, 24, 25)]
+    area = tf.random.stateless_uniform((b,), s[0], scale[0], scale[1]) * h * w
+    log_r = tf.random.stateless_uniform((b,), s[1], math.log(ratio[0]), math.log(ratio[1]))
+    eh = tf.round(tf.sqrt(area * tf.exp(log_r)))
+    ew = tf.round(tf.sqrt(area / tf.exp(log_r)))
+    ok = (tf.random.stateless_uniform((b,), s[2]) < p) & (eh < h) & (ew < w) & (eh > 0) & (ew > 0)
+    top = tf.floor(tf.random.stateless_uniform((b,), s[3]) * (h - eh + 1))
+    left = tf.floor(tf.random.stateless_uniform((b,), s[4]) * (w - ew + 1))
+    rows = tf.range(h)[None, :]
+    cols = tf.range(w)[None, :]
+    in_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])           # (B, H)
+    in_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])         # (B, W)
+    mask = in_r[:, :, None] & in_c[:, None, :] & ok[:, None, None]          # (B, H, W)
+    if fill is None:
+        from hmhn.models import IMAGENET_MEAN
+        fill = [255.0 * m for m in IMAGENET_MEAN]
+    fill = tf.constant(fill, tf.float32)
+    return tf.where(mask[..., None], fill, x)
+
+
 def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool,
-                  color: bool = False, skip_batches: int = 0) -> tf.data.Dataset:
+                  color: bool = False, skip_batches: int = 0, affine: float = 0.0,
+                  erase: float = 0.0) -> tf.data.Dataset:
     """Shuffled float32 batches; full batches only (BatchNorm needs > 1 sample).
-    ``flip``: random horizontal flips; ``color``: :func:`color_jitter`.
+    ``flip``: random horizontal flips; ``color``: :func:`color_jitter`; ``affine``: the
+    probability of :func:`random_affine`; ``erase``: of :func:`random_erasing` (in
+    DAN's order: flip, affine, colour, erasing).
 
     Deterministic for a given ``seed``: a seeded shuffle (reshuffled each pass), and
     each batch's augmentation draws from a stateless seed taken from a seeded
@@ -337,8 +415,12 @@ def train_dataset(fs: FrameSet, batch_size: int, seed: int, flip: bool,
         if flip:
             mask = tf.random.stateless_uniform((tf.shape(x)[0], 1, 1, 1), seed=key) < 0.5
             x = tf.where(mask, tf.reverse(x, axis=[2]), x)
+        if affine > 0:
+            x = random_affine(x, key, affine)
         if color:
             x = color_jitter(x, key)
+        if erase > 0:
+            x = random_erasing(x, key, erase)
         return x, y
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -747,7 +829,8 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
         selection.restore(model)
     # a resumed run skips the batches already drawn
     ds = train_dataset(train_fs, t["batch_size"], t["seed"], t["augment_flip"],
-                       t["augment_color"], skip_batches=selection.epochs_done * n_steps)
+                       t["augment_color"], skip_batches=selection.epochs_done * n_steps,
+                       affine=t["augment_affine"], erase=t["augment_erase"])
     callbacks = [selection, tensorboard_callback(run_dir / "tb")]
     if selection.epochs_done < t["epochs"] and not (
             t["patience"] and dev_fs is not None and selection.history

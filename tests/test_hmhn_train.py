@@ -495,6 +495,69 @@ def test_color_jitter_keeps_shapes_range_and_spatial_pattern():
             assert best > 0.9
 
 
+def test_random_affine_without_rotation_is_an_integer_shift_within_the_padding():
+    """DAN's RandomCrop(S, padding=S/7): a whole-pixel shift of at most round(S/7), black
+    where the image moved away; p = 0 is the identity."""
+    import tensorflow as tf
+    from hmhn.train import random_affine
+    x = np.random.default_rng(0).uniform(1, 255, (6, 64, 64, 3)).astype("float32")
+    np.testing.assert_array_equal(random_affine(tf.constant(x), 3, 0.0).numpy(), x)
+    y = random_affine(tf.constant(x), 3, 1.0, degrees=0.0).numpy()
+    inner = (slice(10, 54), slice(10, 54))
+    shifts = []
+    for b in range(6):
+        hits = [(dy, dx) for dy in range(-9, 10) for dx in range(-9, 10)
+                if np.allclose(np.roll(x[b], (dy, dx), (0, 1))[inner], y[b][inner], atol=1e-3)]
+        assert len(hits) == 1, hits
+        dy, dx = hits[0]
+        black = (y[b] == 0).all(-1)
+        assert black.mean() == pytest.approx(1 - (64 - abs(dy)) * (64 - abs(dx)) / 64 ** 2)
+        shifts.append(hits[0])
+    assert len(set(shifts)) > 1
+
+
+def test_random_affine_rotates_about_the_centre():
+    import tensorflow as tf
+    from hmhn.train import random_affine
+    x = np.zeros((1, 33, 33, 3), "float32")
+    x[0, 16, 4:29] = 255.0                          # a horizontal bar through the centre
+    y = random_affine(tf.constant(x), 7, 1.0, degrees=90.0, pad_frac=0.0).numpy()[0, ..., 0]
+    rows, cols = np.nonzero(y > 127)
+    assert abs(rows.mean() - 16) < 0.5 and abs(cols.mean() - 16) < 0.5   # centre kept
+    # the bar is turned: it is no longer confined to row 16
+    assert rows.max() - rows.min() > 4
+
+
+def test_random_erasing_fills_one_rectangle_of_the_stated_area_with_the_mean_pixel():
+    import tensorflow as tf
+    from hmhn.models import IMAGENET_MEAN
+    from hmhn.train import random_erasing
+    x = np.random.default_rng(1).uniform(0, 255, (16, 40, 40, 3)).astype("float32")
+    np.testing.assert_array_equal(random_erasing(tf.constant(x), 2, 0.0).numpy(), x)
+    y = random_erasing(tf.constant(x), 2, 1.0).numpy()
+    erased = 0
+    for b in range(16):
+        changed = (y[b] != x[b]).any(-1)
+        if not changed.any():
+            continue
+        erased += 1
+        r, c = np.nonzero(changed)
+        box = np.zeros_like(changed)
+        box[r.min():r.max() + 1, c.min():c.max() + 1] = True
+        np.testing.assert_array_equal(changed, box)                 # one rectangle
+        assert 0.015 <= changed.mean() <= 0.26                       # area in scale
+        np.testing.assert_allclose(y[b][changed], np.broadcast_to(
+            255.0 * np.array(IMAGENET_MEAN, "float32"), (changed.sum(), 3)), rtol=1e-6)
+    assert erased >= 12        # p = 1: only rectangles that do not fit are skipped
+
+
+def test_augmentation_probabilities_are_checked():
+    with pytest.raises(DataError, match="augment_erase must be a probability"):
+        T.resolve_config({"train": {"augment_erase": 1.5}})
+    with pytest.raises(DataError, match="augment_affine must be a probability"):
+        T.resolve_config({"train": {"augment_affine": "yes"}})
+
+
 def test_moving_average_weights_are_saved_while_training_goes_on_from_the_raw_ones(tmp_path):
     """``train.ema_momentum``: each epoch's evaluation and saved model use the moving
     average of the weights, and the next step starts from the raw weights."""
