@@ -551,6 +551,23 @@ def test_random_erasing_fills_one_rectangle_of_the_stated_area_with_the_mean_pix
     assert erased >= 12        # p = 1: only rectangles that do not fit are skipped
 
 
+def test_training_batches_with_dan_augmentation_repeat_for_a_seed():
+    """The augmented stream is a function of the seed (stateless draws): the same seed
+    gives the same batches, the options change them, and p = 0 adds nothing."""
+    x = np.random.default_rng(2).integers(0, 256, (16, 32, 32, 3)).astype("uint8")
+    fs = _frame_set(x, np.arange(8.0))
+
+    def batches(**kw):
+        ds = T.train_dataset(fs, 4, seed=5, flip=False, **kw).take(3)
+        return np.concatenate([b[0].numpy() for b in ds])
+
+    plain = batches()
+    np.testing.assert_array_equal(batches(affine=0.0, erase=0.0), plain)
+    aug = batches(affine=1.0, erase=1.0)
+    np.testing.assert_array_equal(batches(affine=1.0, erase=1.0), aug)
+    assert (aug != plain).any(axis=(1, 2, 3)).all()        # every image was transformed
+
+
 def test_augmentation_probabilities_are_checked():
     with pytest.raises(DataError, match="augment_erase must be a probability"):
         T.resolve_config({"train": {"augment_erase": 1.5}})
