@@ -185,7 +185,9 @@ def cmd_report(args) -> int:
     check_output_dir(out, what="--out folder")
     check_output_dir(args.data_root, what="--data-root folder")
     progress.set_enabled(not args.quiet)
-    over = dict(QUICK_TRAIN) if args.quick else {}
+    if args.budget and not args.quick:
+        raise DataError(None, "--budget chooses the --quick budget; add --quick")
+    over = dict(QUICK_TRAIN) if args.quick and args.budget != "config" else {}
     if args.jit is not None:
         over["jit_compile"] = args.jit
     r = build_report(args.corpus, data_root=args.data_root, out=out, seeds=tuple(args.seeds),
@@ -359,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true",
                    help="the configs' [quick] tables (small input) and a smoke-test budget "
                         "(hmhn.report.QUICK_TRAIN), one seed")
+    s.add_argument("--budget", choices=("smoke", "config"), default=None,
+                   help="with --quick: 'smoke' (default) trains each run for "
+                        "QUICK_TRAIN's 2 x 10 steps; 'config' for its [quick] table's own "
+                        "budget (16 epochs of 60 steps: the README's numbers)")
     s.add_argument("--jit", type=_bool, default=None, help="jit_compile true/false "
                                                            "(default: the config's, auto)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")

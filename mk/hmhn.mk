@@ -9,7 +9,7 @@
 #   make hmhn-kernels  [CORPUS=...]   Table 5, spatial-attention kernel sets
 #   make hmhn-test-avec2013 | hmhn-test-avec2014    the paper's test protocol per corpus
 #   make hmhn-count                   parameters per configuration next to Table 5
-#   make hmhn-report   [CORPUS=...] [SEEDS=...] [QUICK=1]   Tables 3-5, Fig. 5-7, attention
+#   make hmhn-report   [CORPUS=...] [SEEDS=...] [QUICK=1 [BUDGET=config]]   Tables 3-5, Fig. 5-7, attention
 #                                     maps -> outputs/hmhn-report/<corpus>/report.md (resumable)
 # QUICK=1 runs any of them at a small input size (the configs' [quick] table).
 # jit_compile follows the configs ("auto": XLA on a GPU, none on CPU); HMHN_JIT="--jit true" forces it.
@@ -62,8 +62,10 @@ hmhn-test-avec2014: venv
 	$(call hmhn_run_configs,hmhn-test-avec2014,experiments/hmhn_test_avec2014.toml,)
 
 # Every table and figure of the HMHN paper (trains what is missing, reuses finished runs).
-# HMHN_SEEDS: seeds of the report (default: SEEDS); QUICK=1 runs one seed.
+# HMHN_SEEDS: seeds of the report (default: SEEDS); QUICK=1 runs one seed, each run a
+# smoke test (2 x 10 steps) unless BUDGET=config (the [quick] table's 16 x 60 steps).
 HMHN_SEEDS ?= $(SEEDS)
 hmhn-report: venv $(HMHN_SYNTH_CORPUS)
 	$(PY) -m hmhn report --corpus $(CORPUS) --data-root $(DATA_ROOT) \
-	  --out $(OUT)/hmhn-report/$(CORPUS) --seeds $(HMHN_SEEDS) $(HMHN_QUICK) $(HMHN_JIT)
+	  --out $(OUT)/hmhn-report/$(CORPUS) --seeds $(HMHN_SEEDS) $(HMHN_QUICK) $(HMHN_JIT) \
+	  $(if $(BUDGET),--budget $(BUDGET),)

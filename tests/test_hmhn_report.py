@@ -102,6 +102,28 @@ def test_hmhn_report_tables_and_figures(fake_hmhn):
     assert data["heads"]["4"] == data["grid"]["3x3"]      # the same runs
 
 
+def test_report_cli_budget_chooses_smoke_or_the_quick_table(tmp_path, monkeypatch, capsys):
+    """--quick trains QUICK_TRAIN's smoke budget; --budget config the [quick] table's own
+    (no override); --budget without --quick is refused in one line."""
+    from hmhn.cli import main
+    seen = []
+
+    def fake_build(corpus, **kw):
+        seen.append(kw["train_overrides"])
+        return R.ReportResult(Path(kw["out"]), [], 0.0, 0.0, 0, 0)
+
+    monkeypatch.setattr(H, "build_report", fake_build)
+    base = ["report", "--corpus", "synthetic-faces", "--data-root", str(tmp_path),
+            "--out", str(tmp_path / "rep"), "--quiet"]
+    assert main(base + ["--quick"]) == 0
+    assert main(base + ["--quick", "--budget", "config"]) == 0
+    assert main(base) == 0
+    assert seen == [H.QUICK_TRAIN, None, None]
+    from depressionmlp.clikit import guarded
+    assert guarded(main)(base + ["--budget", "config"]) == 2
+    assert "--budget chooses the --quick budget; add --quick" in capsys.readouterr().err
+
+
 def test_plot_label_distribution_png(tmp_path):
     p = H.plot_label_distribution({"train": [1, 5, 20, 33, 40], "dev": [3, 18], "test": [9]},
                                   tmp_path / "f5.png")
