@@ -200,7 +200,8 @@ def build_report(corpus: str, *, data_root="data", out=None, seeds=(0,), quick=F
             for stem, ds in by_stem.items()}
     published = R.load_published("hmhn")
     files: list[Path] = []
-    data = {"corpus": corpus, "seeds": list(seeds), "quick": bool(quick), "rows": {}}
+    data = {"corpus": corpus, "seeds": list(seeds), "quick": bool(quick),
+            "budget": run_budget(specs[0].resolved), "rows": {}}
     for stem, ds in by_stem.items():
         data["rows"][stem] = {"row": meta[stem].get("row"), "params": meta[stem].get("params"),
                               SPLIT: R.row_stats(ds, SPLIT, "bdi2", n_boot)}
@@ -254,13 +255,32 @@ def _paper(entry: dict | None, corpus_key: str) -> str:
     return f"{v['mae']:.2f} / {v['rmse']:.2f}"
 
 
+def run_budget(resolved: dict) -> dict:
+    """What one run of the report trains: input size, epochs, steps per epoch (0 = one
+    pass over the training frames), and whether that is QUICK_TRAIN's smoke test."""
+    t = resolved["train"]
+    budget = {"input_size": int(resolved["model"]["input_size"]), "epochs": int(t["epochs"]),
+              "steps_per_epoch": int(t["steps_per_epoch"])}
+    budget["smoke"] = all(budget[k] == v for k, v in QUICK_TRAIN.items())
+    return budget
+
+
+def _budget_line(data: dict) -> str:
+    b = data.get("budget")
+    if not b:
+        return ""
+    steps = (f"{b['epochs']} epochs of {b['steps_per_epoch']} steps" if b["steps_per_epoch"]
+             else f"{b['epochs']} epochs of one pass over the training frames")
+    what = "QUICK, the configs' [quick] tables" if data["quick"] else "the configs' budget"
+    return (f"; {what}: {b['input_size']} px, {steps}"
+            + (": a smoke test, not a result" if b["smoke"] else ""))
+
+
 def render_markdown(data: dict, published: dict, note: str = "") -> str:
     corpus = data["corpus"]
     ab = published.get("ablation", {})
     L = [f"# HMHN report: {corpus}", "",
-         f"Seeds: {', '.join(map(str, data['seeds']))}"
-         + ("; QUICK (the configs' [quick] tables: small input size, few epochs: a smoke "
-            "test, not a result)" if data["quick"] else "") + ".",
+         f"Seeds: {', '.join(map(str, data['seeds']))}" + _budget_line(data) + ".",
          f"Runs: {data['runs_trained']} trained now, {data['runs_reused']} reused; sum of "
          f"per-run times {data['run_seconds']:.0f} s; report wall time "
          f"{data['seconds']:.0f} s.", "",

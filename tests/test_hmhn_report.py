@@ -71,6 +71,19 @@ def test_plan_shares_identical_trainings(fake_hmhn):
     assert e.resolved["train"]["steps_per_epoch"] == H.QUICK_TRAIN["steps_per_epoch"]
 
 
+def test_report_states_the_budget_its_runs_trained():
+    """The report's first line names the budget; only QUICK_TRAIN's is a smoke test."""
+    smoke, table = (H.plan_runs("synthetic-faces", "none", quick=True, train_overrides=over,
+                                only={"hmhn_ablation_E"})[0].resolved
+                    for over in (H.QUICK_TRAIN, None))
+    line = H._budget_line({"quick": True, "budget": H.run_budget(smoke)})
+    assert line == ("; QUICK, the configs' [quick] tables: 64 px, 2 epochs of 10 steps: "
+                    "a smoke test, not a result")
+    line = H._budget_line({"quick": True, "budget": H.run_budget(table)})
+    assert line == ("; QUICK, the configs' [quick] tables: 64 px, 16 epochs of one pass "
+                    "over the training frames")
+
+
 def test_hmhn_report_tables_and_figures(fake_hmhn):
     out, specs, made = fake_hmhn
     r = H.build_report("synthetic-faces", data_root=out / "none", out=out, seeds=(0, 1),
