@@ -2,8 +2,9 @@
 
 Measures, on a synthetic corpus generated into a temporary folder:
     parse_mb_per_s        OpenFace CSV parsing (read_openface_csv; _pandas: the pandas
-                          path it replaced, same files, same run; _cpu_s: per CPU second;
-                          parse_speedup: pandas over default, CPU seconds)
+                          path it replaced, same files, same run; _1_thread: the default
+                          reader on one thread; _cpu_s: per CPU second; parse_speedup:
+                          pandas over default, CPU seconds; _wall: wall seconds)
     load_corpus_mb_per_s  a whole corpus read and segmented by load_corpus, its default
                           threads against one (_1_thread)
     segment_rec_per_s     Eq. 1-3 segmenting of parsed recordings
@@ -43,6 +44,7 @@ def _timeit(fn, min_seconds=1.0, min_reps=1):
 def bench_data(tmp: Path, quick: bool) -> dict:
     from depressionmlp import synth
     from depressionmlp.data.corpora import default_settings, load_corpus
+    from depressionmlp.data.fastcsv import usable_cores
     from depressionmlp.data.openface import read_openface_csv
     from depressionmlp.data.sampler import SegmentTable, balanced_dataset
     from depressionmlp.data.segments import segment_recording
@@ -54,18 +56,20 @@ def bench_data(tmp: Path, quick: bool) -> dict:
     gen_s = time.perf_counter() - t0
     files = sorted(root.glob("openface/*/*.csv"))
     size_mb = sum(f.stat().st_size for f in files) / 2**20
-    # same files, one run: the pandas path (before issue 12) against the default one;
-    # the best of 3 passes each, interleaved, so a busy machine hurts both alike. Wall
-    # seconds, and CPU seconds of this (single-threaded) work, which a machine shared
-    # with other jobs inflates far less (the speedup is taken from those).
-    parse_s = {"pandas": [], "auto": []}
-    parse_cpu = {"pandas": [], "auto": []}
+    # same files, one run: the pandas path (before issue 12) against the default one
+    # (its blocks of lines on the usable cores) and the default one on one thread; the
+    # best of 3 passes each, interleaved, so a busy machine hurts all alike. Wall
+    # seconds, and CPU seconds, which a machine shared with other jobs inflates far
+    # less (parse_speedup is taken from those; the threads show in the wall ratio).
+    runs = {"pandas": ("pandas", 1), "auto": ("auto", None), "auto_1": ("auto", 1)}
+    parse_s = {k: [] for k in runs}
+    parse_cpu = {k: [] for k in runs}
     for _ in range(1 if quick else 3):
-        for engine in ("pandas", "auto"):
+        for key, (engine, threads) in runs.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            frames = [read_openface_csv(f, engine=engine) for f in files]
-            parse_s[engine].append(time.perf_counter() - t0)
-            parse_cpu[engine].append(time.process_time() - c0)
+            frames = [read_openface_csv(f, engine=engine, threads=threads) for f in files]
+            parse_s[key].append(time.perf_counter() - t0)
+            parse_cpu[key].append(time.process_time() - c0)
     parse_s = {k: min(v) for k, v in parse_s.items()}
     parse_cpu = {k: min(v) for k, v in parse_cpu.items()}
     settings = default_settings("synthetic")
@@ -96,10 +100,13 @@ def bench_data(tmp: Path, quick: bool) -> dict:
             "synth_seconds": round(gen_s, 2),
             "parse_mb_per_s": round(size_mb / parse_s["auto"], 1),
             "parse_mb_per_s_pandas": round(size_mb / parse_s["pandas"], 1),
+            "parse_mb_per_s_1_thread": round(size_mb / parse_s["auto_1"], 1),
+            "parse_threads": usable_cores(4),
             "parse_mb_per_cpu_s": round(size_mb / parse_cpu["auto"], 1),
             "parse_mb_per_cpu_s_pandas": round(size_mb / parse_cpu["pandas"], 1),
             "parse_speedup": round(parse_cpu["pandas"] / parse_cpu["auto"], 2),
             "parse_speedup_wall": round(parse_s["pandas"] / parse_s["auto"], 2),
+            "parse_speedup_wall_1_thread": round(parse_s["pandas"] / parse_s["auto_1"], 2),
             "load_corpus_mb_per_s_1_thread": round(size_mb / load_s[1], 1),
             "load_corpus_mb_per_s": round(size_mb / load_s[None], 1),
             "load_corpus_threads": min(8, os.cpu_count() or 1),

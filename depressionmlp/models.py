@@ -332,9 +332,14 @@ def adapt_inputs(model: keras.Model, arrays: dict) -> None:
         if not layers:
             continue
         probe = keras.Model(model.input, {s: layer.input for s, layer in layers.items()})
-        seen = probe.predict({s: arrays[s] for s in model.input}, batch_size=1024, verbose=0)
+        # eager calls, not probe.predict: each predict of a new probe traces a function
+        # of its own (twice, for the last partial batch), and a process that builds
+        # many models (ensembles, the suite) would end in TensorFlow's retracing warning
+        n = len(next(iter(arrays.values())))
+        parts = [probe({s: arrays[s][i:i + 1024] for s in model.input}, training=False)
+                 for i in range(0, n, 1024)]
         for s, layer in layers.items():
-            layer.adapt(seen[s])
+            layer.adapt(np.concatenate([np.asarray(p[s]) for p in parts]))
 
 
 def build_from_config(config: dict) -> keras.Model:

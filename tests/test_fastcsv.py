@@ -78,23 +78,27 @@ def test_table_same_as_pandas_and_columns_contiguous(tmp_path):
     for i, k in enumerate(pos):
         np.testing.assert_array_equal(block[i], want[names[k]])
     for cells in (1, 13, 599, 6 * 200):          # blocks of 1, 2, 99 and all 200 lines
-        np.testing.assert_array_equal(read_plain_columns(p, 30, pos, block_cells=cells), block)
+        for threads in (1, 3):                   # blocks one after the other, or 3 at once
+            np.testing.assert_array_equal(
+                read_plain_columns(p, 30, pos, block_cells=cells, threads=threads), block)
     # no newline at the end is fine too
     p.write_bytes(p.read_bytes().rstrip(b"\n"))
     np.testing.assert_array_equal(read_plain_columns(p, 30, pos), block)
     np.testing.assert_array_equal(read_plain_columns(p, 30, pos, block_cells=13), block)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cells", [3, 6, 9, 1000])     # blocks of 1, 2, 3 and all lines
 @pytest.mark.parametrize("line", [0, 1, 2, 3])
-def test_declines_a_comma_moved_between_lines_at_any_block_boundary(tmp_path, line, cells):
+def test_declines_a_comma_moved_between_lines_at_any_block_boundary(tmp_path, line, cells,
+                                                                    threads):
     """One line with an extra field and the next with one too few: the file's (and a
     block's) comma count is right; declined wherever the blocks of lines split."""
     rows = [[str(r), str(r + 0.5), str(r + 1)] for r in range(6)]
     rows[line] = rows[line] + ["0"]
     rows[line + 1] = rows[line + 1][:2]
     p = _write(tmp_path / "t.csv", ["a", "b", "c"], rows)
-    assert read_plain_columns(p, 3, [0, 1, 2], block_cells=cells) is None
+    assert read_plain_columns(p, 3, [0, 1, 2], block_cells=cells, threads=threads) is None
 
 
 @pytest.mark.parametrize("damage", ["ragged", "blank", "crlf", "quote", "bom", "text", "utf8",

@@ -325,6 +325,26 @@ def test_level_jitter_covariance_is_the_levels_and_training_only():
         LevelJitter(-1.0)
 
 
+def test_adapting_many_models_traces_nothing_twice(caplog):
+    """An ensemble or the suite adapts one fresh model after another: the statistics
+    must come out as on one model, without TensorFlow's retracing warning (which
+    model.predict on each new probe model raised after a few models)."""
+    import logging
+    from depressionmlp.models import adapt_inputs, build_model
+    rng = np.random.default_rng(5)
+    arrays = {s: rng.normal(0.5, 0.1, (1500, 18, 68)).astype("float32")   # 2 batches
+              for s in ("R_X", "R_Y", "R_AU")}
+    caplog.set_level(logging.WARNING)
+    for _ in range(6):
+        model = build_model("DG+MG+Linear", keypoint_frame="face", standardize="split",
+                            column_jitter=1.0)
+        adapt_inputs(model, arrays)
+        std = np.asarray(model.get_layer("standardize_R_AU")(arrays["R_AU"]))
+        levels = std.mean(axis=1)                 # split: resting levels standardised
+        np.testing.assert_allclose(levels.mean(0), 0, atol=1e-3)
+    assert "retracing" not in caplog.text
+
+
 def test_default_model_saves_and_loads_safely(tmp_path):
     from depressionmlp.models import adapt_inputs, build_model
     rng = np.random.default_rng(4)

@@ -23,6 +23,7 @@ temporaries cost about as much in page faults as in arithmetic.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -33,13 +34,16 @@ _CHUNK = 1 << 14                     # cells per _parse_words call
 _BLOCK = 1 << 15                     # cells per block of lines in read_plain_columns
 
 
-def read_plain_columns(path, n_cols: int, pos, block_cells: int = _BLOCK) -> np.ndarray | None:
+def read_plain_columns(path, n_cols: int, pos, block_cells: int = _BLOCK,
+                       threads: int | None = None) -> np.ndarray | None:
     """Columns ``pos`` (0-based, increasing) of a file with ``n_cols`` fields per line.
 
     Returns (len(pos), rows) float64, one contiguous row per column, or None when
     the file is not of the plain kind described in the module docstring (the
     caller then reads it carefully). ``block_cells``: wanted cells per block of
-    lines (at least one line per block); the result does not depend on it.
+    lines (at least one line per block); ``threads``: blocks parsed at once (None:
+    the usable cores, at most 4; numpy releases the GIL in the array work). The
+    result depends on neither.
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -72,19 +76,23 @@ def read_plain_columns(path, n_cols: int, pos, block_cells: int = _BLOCK) -> np.
     out = np.empty((pos.size, rows))
     data = full[hdr:]
     step = max(1, int(block_cells) // pos.size)
-    a = 0
-    for r0 in range(0, rows, step):   # blocks of lines: the temporaries stay small, and
-        r1 = min(rows, r0 + step)     # fresh whole-file arrays cost page faults
+
+    def parse_block(r0: int) -> bool:
+        """Lines r0 .. r0 + step into ``out``; False if they are not plain."""
+        # blocks of lines: the temporaries stay small (fresh whole-file arrays cost
+        # page faults), and blocks are independent, so threads can share them out
+        r1 = min(rows, r0 + step)
+        a = int(nl[r0 - 1]) + 1 if r0 else 0         # the block's first byte
         line_end = nl[r0:r1] - a                      # offsets within the block
         b = a + int(line_end[-1]) + 1
         commas = np.flatnonzero(body[a:b] == _COMMA)
         if commas.size != (r1 - r0) * (n_cols - 1):
-            return None
+            return False
         sep = commas.reshape(r1 - r0, n_cols - 1)
         # exactly n_cols - 1 commas on each line: the last before its newline, the
         # first after the previous newline (together with the block's count above)
         if (sep[:, -1] > line_end).any() or (sep[1:, 0] < line_end[:-1]).any():
-            return None
+            return False
         first = sep[:, before]                        # (lines, cells) line by line
         first += 1
         last = sep[:, after]
@@ -94,10 +102,27 @@ def read_plain_columns(path, n_cols: int, pos, block_cells: int = _BLOCK) -> np.
             last[:, -1] = line_end
         vals = parse_cells(data[a:], first.ravel(), last.ravel(), size - hdr - a)
         if vals is None:
-            return None
+            return False
         out[:, r0:r1] = vals.reshape(r1 - r0, pos.size).T      # one row per column
-        a = b
-    return out
+        return True
+
+    starts = range(0, rows, step)
+    threads = min(len(starts), usable_cores(4) if threads is None else int(threads))
+    if threads <= 1:
+        ok = all(parse_block(r0) for r0 in starts)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            ok = all(list(pool.map(parse_block, starts)))
+    return out if ok else None
+
+
+def usable_cores(limit: int) -> int:
+    """The cores this process may run on (its CPU affinity), at most ``limit``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:                        # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(int(limit), n))
 
 
 def parse_cells(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,

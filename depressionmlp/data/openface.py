@@ -117,7 +117,8 @@ def _require(path, names, required) -> None:
 # ----------------------------------------------------------------------------- table
 
 def read_numeric_table(path, names: list[str], wanted: list[str], *,
-                       engine: str = "auto") -> dict[str, np.ndarray]:
+                       engine: str = "auto", threads: int | None = None
+                       ) -> dict[str, np.ndarray]:
     """Read columns ``wanted`` of a ", "-separated file as float64 arrays.
 
     Args:
@@ -126,6 +127,7 @@ def read_numeric_table(path, names: list[str], wanted: list[str], *,
         wanted: column names, all present in ``names``.
         engine: "auto" (the vectorised reader, pandas where it declines) or
             "pandas" (always pandas: the reference path, kept for ``make bench``).
+        threads: the vectorised reader's threads (None: the usable cores, at most 4).
 
     Returns:
         name -> (T,) float64, T = data rows. Non-numeric cells on rows whose
@@ -141,7 +143,7 @@ def read_numeric_table(path, names: list[str], wanted: list[str], *,
         first_at.setdefault(c, i)                 # names.index(c), for every c at once
     pos = sorted(first_at[c] for c in wanted)
     if engine == "auto":
-        block = read_plain_columns(path, len(names), pos)
+        block = read_plain_columns(path, len(names), pos, threads=threads)
         if block is not None:     # plain numbers of at most 14 digits: finite, no NaN,
             out = {names[p]: block[i] for i, p in enumerate(pos)}   # within float32
             return {c: out[c] for c in wanted}
@@ -297,12 +299,12 @@ def _frames_from(path, cols: dict, succ: str, x_names, y_names, au_names):
 
 # ----------------------------------------------------------------------------- readers
 
-def read_openface_csv(path, *, engine: str = "auto"):
+def read_openface_csv(path, *, engine: str = "auto", threads: int | None = None):
     """Read an OpenFace 2.x FeatureExtraction CSV.
 
     Args:
         path: the CSV (header ``frame, face_id, timestamp, confidence, success, ...``).
-        engine: as :func:`read_numeric_table` ("pandas": the reference path).
+        engine, threads: as :func:`read_numeric_table` ("pandas": the reference path).
 
     Returns:
         OpenFaceFrames with x, y (T, 68) 2-D landmark pixels from ``x_i``/``y_i``
@@ -320,7 +322,7 @@ def read_openface_csv(path, *, engine: str = "auto"):
         raise DataError(path, "no AU columns (AUxx_r / AUxx_c) in the header; run "
                               "OpenFace FeatureExtraction with -aus (or without -2Dfp only)")
     wanted = ["frame", "timestamp", "confidence", succ] + OPENFACE_X + OPENFACE_Y + aus
-    cols = read_numeric_table(path, names, wanted, engine=engine)
+    cols = read_numeric_table(path, names, wanted, engine=engine, threads=threads)
     return _frames_from(path, cols, succ, OPENFACE_X, OPENFACE_Y, aus)
 
 
