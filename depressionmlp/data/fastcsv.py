@@ -17,7 +17,9 @@ the newlines are located with memchr, then, block by block of lines, the commas
 (one vectorised scan); each wanted cell is read as one unaligned 8-byte word, and
 the words are checked and converted with a few dozen integer array operations.
 Working in blocks of about 1 MB keeps every temporary small: whole-file
-temporaries cost about as much in page faults as in arithmetic.
+temporaries cost about as much in page faults as in arithmetic. The blocks are
+independent, so several threads parse them at once (numpy releases the GIL in the
+array work; 1.2x with two threads on a 2-vCPU machine).
 """
 
 from __future__ import annotations
