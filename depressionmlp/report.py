@@ -456,7 +456,7 @@ def plan_runs(corpus: str, data_root, seeds=(0, 1, 2), protocol=None, quick=Fals
                     over["train"].update(train_overrides)
                 cfg = deep_update(cfg, over)
                 resolved = resolve_config(copy.deepcopy(cfg), str(path), protocol)
-                fp = fingerprint(resolved)
+                fp = fingerprint(_canonical(resolved))
                 specs.append(RunSpec(path.stem, int(seed), cfg, str(path), protocol, fp,
                                      resolved))
     return specs
@@ -472,14 +472,38 @@ def fingerprint(resolved: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _canonical(resolved: dict) -> dict:
+    """The resolved config as it trains: M from the segment settings whether a config
+    names it or takes the default (Fig. 4's M = 18 and Table IV's DG+MG row then agree),
+    without the scored splits (a run scored on more splits serves one that needs fewer:
+    :func:`find_finished`)."""
+    from depressionmlp.train import segment_settings
+    c = copy.deepcopy(resolved)
+    c["data"]["segment"] = segment_settings(resolved).to_dict()
+    c["model"].pop("segment_length", None)
+    c["data"].pop("eval_splits", None)
+    return c
+
+
+def _eval_splits(spec: RunSpec) -> set:
+    return set(spec.resolved.get("data", {}).get("eval_splits", ()))
+
+
 def find_finished(runs_dir, spec: RunSpec) -> Path | None:
-    """A run directory under ``runs_dir`` with metrics.json for the same resolved config."""
+    """A run directory under ``runs_dir`` with metrics.json for the same resolved config
+    and every split the spec scores."""
     for req in sorted(Path(runs_dir).glob(f"*/{REQUEST_FILE}")):
         try:
             r = json.loads(req.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if r.get("fingerprint") == spec.fingerprint and (req.parent / "metrics.json").exists():
+        if r.get("fingerprint") != spec.fingerprint:
+            continue
+        try:
+            scored = json.loads((req.parent / "metrics.json").read_text())["splits"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
+            continue
+        if _eval_splits(spec) <= set(scored):
             return req.parent
     return None
 
@@ -521,8 +545,13 @@ def ensure_runs(specs: list[RunSpec], runs_dir, log=None, train_fn=None) -> dict
         d = find_finished(runs_dir, s)
         if d is not None:
             out[(s.stem, s.seed)] = d
-        elif s.fingerprint in queued:         # the same training under another name
-            queued[s.fingerprint].append(s)
+        elif s.fingerprint in queued:         # the same training under another name:
+            queued[s.fingerprint].append(s)   # its first spec scores the splits of all
+            lead = queued[s.fingerprint][0]
+            if not _eval_splits(s) <= _eval_splits(lead):
+                wider = {"data": {"eval_splits": sorted(_eval_splits(lead) | _eval_splits(s))}}
+                lead.config = deep_update(lead.config, wider)
+                lead.resolved = deep_update(lead.resolved, wider)
         else:
             queued[s.fingerprint] = [s]
             todo.append(s)

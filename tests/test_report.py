@@ -6,6 +6,7 @@ a tiny generated corpus is in the slow set.
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 from pathlib import Path
@@ -316,6 +317,38 @@ def test_resume_skips_finished_runs(tmp_path):
     req = json.loads((half / report.REQUEST_FILE).read_text())
     assert req["status"] == "finished" and req["fingerprint"] == specs[1].fingerprint
     assert any("continuing" in m for m in logs) and any("[1/1]" in m for m in logs)
+
+
+def test_fig4_m18_shares_table4s_run(tmp_path):
+    """Fig. 4's M = 18 config trains what Table IV's DG+MG row trains (M named or
+    taken by default; it scores dev only): one run serves both, in either order,
+    scored on the splits both need; a run scored on dev only does not serve Table IV."""
+    both = report.plan_runs("synthetic", tmp_path / "d", seeds=(0,),
+                            only={"table4_dg_mg", "fig4_m18", "fig4_m12"})
+    fp = {s.stem: s.fingerprint for s in both}
+    assert fp["table4_dg_mg"] == fp["fig4_m18"] != fp["fig4_m12"]
+    dev_only = next(s for s in both if s.stem == "fig4_m18")
+    assert report._eval_splits(dev_only) == {"dev"}
+    rng = np.random.default_rng(2)
+    _fake_run(tmp_path / "old", dev_only, rng)
+    table4 = next(s for s in both if s.stem == "table4_dg_mg")
+    assert report.find_finished(tmp_path / "old", dev_only) is not None
+    assert report.find_finished(tmp_path / "old", table4) is None
+    for order in (both, both[::-1]):
+        specs = [copy.deepcopy(s) for s in order]
+        trained = []
+
+        def fake_train(spec, runs_dir, resume_dir=None):
+            splits = sorted(report._eval_splits(spec))      # as resolved, and as trained:
+            assert spec.config["data"].get("eval_splits", ["dev", "test"]) == splits
+            trained.append((spec.stem, splits))
+            return resume_dir, {"name": spec.stem, "splits": {"dev": {"rmse": 1.0}}}
+
+        runs = tmp_path / f"runs{len(trained)}{order[0].stem}"
+        got = report.ensure_runs(specs, runs, lambda m: None, train_fn=fake_train)
+        assert len(trained) == 2                              # M = 12, and one for M = 18
+        assert sorted(t[1] for t in trained if t[0] != "fig4_m12") == [["dev", "test"]]
+        assert got[("table4_dg_mg", 0)] == got[("fig4_m18", 0)] != got[("fig4_m12", 0)]
 
 
 # --------------------------------------------------------------------------- end to end
