@@ -249,8 +249,10 @@ def pick_recordings(rows, n: int = 2) -> list[str]:
 
 
 def quick_run(out_dir, steps: int = 300, *, n_subjects: int = 24, seed: int = 3,
-              duration_s=(10, 14), model: str = "DG+MG+Linear", cue: str = "dynamic") -> Path:
-    """Train a small DepressionMLP run (default protocol, ``steps`` optimiser steps) on a
+              duration_s=(10, 14), model: str = "DG+MG+Linear", cue: str = "dynamic",
+              ensemble: int | None = None) -> Path:
+    """Train a small DepressionMLP run (default protocol, ``steps`` optimiser steps; an
+    ensemble of ``ensemble`` models, None: the protocol's 3) on a
     synthetic corpus written under ``<out_dir>`` (:func:`depressionmlp.synth.generate_corpus`
     with ``n_subjects``, ``seed``, ``duration_s``, ``cue``); segments cached in
     ``<out_dir>/cache``; returns the run directory (under ``<out_dir>/runs``)."""
@@ -264,6 +266,8 @@ def quick_run(out_dir, steps: int = 300, *, n_subjects: int = 24, seed: int = 3,
            "data": {"corpus": "synthetic", "data_root": str(data_root),
                     "cache_dir": str(out_dir / "cache")},
            "train": {"steps": int(steps), "eval_every": max(int(steps) // 5, 1), "verbose": 0}}
+    if ensemble is not None:
+        cfg["train"]["ensemble"] = int(ensemble)
     run_dir, _ = T.train(cfg, out_base=out_dir / "runs")
     return run_dir
 

@@ -76,7 +76,9 @@ def test_parameters_are_injected_for_the_run_only():
 
 def test_explore_run_notebook(tmp_path):
     out = tmp_path / "out"
-    nb = _run("explore_run.ipynb", {"STEPS": 4, "N_SUBJECTS": 10, "N_TRACES": 2}, out)
+    # one model, not the protocol's ensemble of 3: tests/test_explore.py covers ensembles
+    nb = _run("explore_run.ipynb", {"STEPS": 4, "N_SUBJECTS": 10, "N_TRACES": 2, "ENSEMBLE": 1},
+              out)
     _check_pngs(out, ("predicted_vs_true.png", "error_by_severity.png", "segment_scores.png",
                       "training_curves.png", "largest_errors.png"))
     assert "depressionmlp run 'quick-DG+MG+Linear'" in _text(nb)

@@ -99,7 +99,8 @@ def _run_cli(cfg_path, data_root, out, *extra):
 def test_both_trainers_train_on_two_replicas(tmp_path):
     """``distribute = "mirrored"`` over 2 logical CPU devices, a few steps of each
     trainer in one fresh process: the scope is entered for building and again for
-    restoring (a strategy.scope() object cannot be entered twice), and metrics.json
+    restoring (a strategy.scope() object cannot be entered twice), once per ensemble
+    member (2 here, not the protocol's 3, to keep the test short), and metrics.json
     records 2 replicas."""
     synth.generate_corpus(tmp_path / "data" / "synthetic", n_subjects=12, seed=4,
                           duration_s=(8, 10), cue="static")
@@ -115,8 +116,9 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
         _, a = D.train({{"name": "d", "model": {{"name": "DG+MG+Linear", "inputs": "all"}},
                         "data": {{"corpus": "synthetic", "data_root": "{tmp_path / 'data'}",
                                  "cache_dir": ""}},
-                        "train": {{"steps": 8, "eval_every": 4, "seed": 0, "verbose": 0,
-                                  "distribute": "mirrored"}}}}, out_base="{tmp_path / 'd'}")
+                        "train": {{"steps": 4, "eval_every": 2, "seed": 0, "verbose": 0,
+                                  "ensemble": 2, "distribute": "mirrored"}}}},
+                     out_base="{tmp_path / 'd'}")
         _, b = H.train({{"name": "h", "model": {json.dumps(TINY_MODEL)},
                         "data": {{"corpus": "tiny-faces", "data_root": "{tmp_path / 'faces'}",
                                  "frames_per_video": 3}},
