@@ -40,7 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from depressionmlp import metrics as M
+from depressionmlp import metrics
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
                                 committed_backup,
@@ -436,12 +436,12 @@ def evaluate_frames(model: keras.Model, fs: FrameSet, batch_size: int = 64,
                     train_labels=None) -> tuple[dict, list[dict]]:
     """Video-level metrics (mean of frame predictions per video) and per-video rows."""
     pred = predict_frames(model, fs.x, batch_size)
-    vid, vpred, vtrue = M.aggregate_by_recording(fs.video, pred, fs.y)
-    res = M.regression_metrics(vtrue, vpred)
-    res["frame_rmse"] = M.rmse(fs.y, pred)
+    vid, vpred, vtrue = metrics.aggregate_by_recording(fs.video, pred, fs.y)
+    res = metrics.regression_metrics(vtrue, vpred)
+    res["frame_rmse"] = metrics.rmse(fs.y, pred)
     res["frames"] = int(len(fs))
     if train_labels is not None:
-        res["mean_predictor"] = M.mean_predictor_metrics(train_labels, vtrue)
+        res["mean_predictor"] = metrics.mean_predictor_metrics(train_labels, vtrue)
     rows = [{"recording_id": str(v), "subject_id": fs.subject.get(str(v), ""), "true": float(t),
              "predicted": float(p)} for v, p, t in zip(vid, vpred, vtrue)]
     return res, rows
