@@ -28,12 +28,13 @@ JIT ?= $(if $(HAS_GPU),--jit,)
 PYTEST_ARGS ?=
 # test processes (pytest-xdist, one file per process: module fixtures are built once);
 # 0 = one process. Tracing graphs is single-threaded Python, so 2 halves the time on 2 cores.
+# Files go out slowest first (tests/conftest.py, from tests/durations.json), not by test count.
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
+XDIST := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder,)
 NOTEBOOK_ARGS ?=
 export DATA_ROOT
 
-.PHONY: all venv demo test test-slow synth bench count clean learnability notebooks \
+.PHONY: all venv demo test test-durations test-slow synth bench count clean learnability notebooks \
         ablation-dg ablation-mg sweep-m test-avec2013 test-avec2014 test-daic report
 
 all: demo
@@ -54,6 +55,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
+
+# rewrite tests/durations.json (seconds per file) from a full default run
+test-durations: venv
+	$(PY) -m pytest -q $(XDIST) --write-durations $(PYTEST_ARGS)
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow $(XDIST) $(PYTEST_ARGS)
