@@ -133,7 +133,7 @@ def cmd_evaluate(args) -> int:
     settings = train.SegmentSettings.from_dict(cfg["resolved"]["segment"])
     splits = list(dict.fromkeys(list(cfg["data"]["train_splits"]) + [args.split]))
     tables = train.load_tables(cfg, settings, splits)
-    train_labels = train._merge_tables(
+    train_labels = train.SegmentTable.concat(
         [tables[s] for s in cfg["data"]["train_splits"]]).recording_labels
     res, rows = train.evaluate_table(model, tables[args.split], cfg["resolved"]["streams"],
                                      cfg["resolved"]["scale"], train_labels=train_labels)

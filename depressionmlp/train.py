@@ -54,7 +54,7 @@ import tensorflow as tf
 from depressionmlp import classical
 from depressionmlp import metrics
 from depressionmlp.data.sampler import (SegmentTable, balanced_dataset,
-                                        steps_per_epoch)
+                                        steps_per_epoch, subject_folds)
 from depressionmlp.data.types import SegmentSettings
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
@@ -125,6 +125,24 @@ DEFAULT_CONFIG = {
         # member k taking entry k mod its length (e.g. [{}, {keypoint_levels = "speed"}]:
         # members that read the keypoints in two ways); only with ensemble > 1
         "member_model": [],
+        # [choice] how ensemble members split the data: "fixed" (every member trains on
+        # the train splits and is selected and calibrated on the select split) or
+        # "cross": the train and select splits pooled and cut into K subject folds
+        # stratified by score; member k trains on the other folds and is selected and
+        # calibrated on fold k, so the ensemble learns from every pooled recording while
+        # each member still picks its step on recordings it never saw. The ensemble's
+        # select-split metrics are then out of fold (each recording scored by the
+        # member that held it out). Only with ensemble > 1
+        "member_split": "fixed",
+        # [choice] how ensemble members split the data: "fixed" (every member trains on
+        # the train splits and is selected and calibrated on the select split) or
+        # "cross": the train and select splits pooled and cut into K subject folds
+        # stratified by score; member k trains on the other folds and is selected and
+        # calibrated on fold k, so the ensemble learns from every pooled recording while
+        # each member still picks its step on recordings it never saw. The ensemble's
+        # select-split metrics are then out of fold (each recording scored by the
+        # member that held it out). Only with ensemble > 1
+        "member_split": "fixed",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -141,6 +159,8 @@ CALIBRATIONS = ("none", "slope")
 #: Seed step between ensemble members: member k trains with seed + 100 k.
 ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated")
+MEMBER_SPLITS = ("fixed", "cross")
+MEMBER_SPLITS = ("fixed", "cross")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
 #: kept as data in experiments/protocols/<name>.toml.
@@ -206,6 +226,22 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     _check_member_model(t["member_model"], source)
     if t["member_model"] and t["ensemble"] < 2:
         raise DataError(source, "train.member_model needs train.ensemble > 1")
+    if t["member_split"] not in MEMBER_SPLITS:
+        raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
+                                f"got {t['member_split']!r}")
+    if t["member_split"] == "cross" and t["ensemble"] < 2:
+        raise DataError(source, "train.member_split = 'cross' needs train.ensemble > 1")
+    if t["member_split"] == "cross" and cfg["data"]["select_split"] in cfg["data"]["train_splits"]:
+        raise DataError(source, "train.member_split = 'cross' needs a data.select_split "
+                                "that is not one of data.train_splits")
+    if t["member_split"] not in MEMBER_SPLITS:
+        raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
+                                f"got {t['member_split']!r}")
+    if t["member_split"] == "cross" and t["ensemble"] < 2:
+        raise DataError(source, "train.member_split = 'cross' needs train.ensemble > 1")
+    if t["member_split"] == "cross" and cfg["data"]["select_split"] in cfg["data"]["train_splits"]:
+        raise DataError(source, "train.member_split = 'cross' needs a data.select_split "
+                                "that is not one of data.train_splits")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):
@@ -450,6 +486,12 @@ def evaluate_table(model, table: SegmentTable, streams, scale="bdi2",
     seg_pred = predict_segments(model, table, streams, predictor)
     rec_ids, rec_pred, rec_true = metrics.aggregate_by_recording(
         table.recording_ids[table.recording], seg_pred, table.labels)
+    return score_recordings(table, rec_ids, rec_pred, rec_true, scale, train_labels)
+
+
+def score_recordings(table: SegmentTable, rec_ids, rec_pred, rec_true, scale="bdi2",
+                     train_labels=None) -> tuple[dict, list[dict]]:
+    """Metrics and per-recording rows of recording scores (``table`` names subjects)."""
     result = metrics.regression_metrics(rec_true, rec_pred)
     result.update(metrics.classification_metrics(rec_true, rec_pred, scale))
     if train_labels is not None:
@@ -628,7 +670,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                                 + list(d["eval_splits"])))
     if tables is None:
         tables = load_tables(cfg, settings, splits)
-    train_table = _merge_tables([tables[s] for s in d["train_splits"]])
+    train_table = SegmentTable.concat([tables[s] for s in d["train_splits"]])
     dev_table = tables[d["select_split"]]
     run_dir = Path(resume_dir) if resume_dir else new_run_dir(out_base, cfg["name"])
     if resume_dir:                 # a folder prepared by the caller may not have started yet
@@ -796,8 +838,10 @@ def _result_header(cfg: dict, params: int) -> dict:
 
 
 def _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result,
-                     predictors=None):
+                     predictors=None, skip=()):
     for split in cfg["data"]["eval_splits"]:
+        if split in skip:
+            continue
         res, rows = evaluate_table(model, tables[split], streams, scale,
                                    train_labels=train_table.recording_labels,
                                    predictor=(predictors or {}).get(split))
@@ -823,7 +867,8 @@ def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir
 def member_config(cfg: dict, k: int) -> dict:
     """Ensemble member ``k``'s config: the run's, one model, seed + 100 k, 1/K of
     the run's ``max_minutes``, and entry k (mod its length) of ``train.member_model``
-    over its ``[model]``."""
+    over its ``[model]`` (with a cross split, one training split: its folds, see
+    :func:`member_tables`)."""
     m = copy.deepcopy(cfg)
     m.pop("resolved", None)
     m["name"] = f"{cfg['name']}-member{k}"
@@ -831,19 +876,75 @@ def member_config(cfg: dict, k: int) -> dict:
     m["model"] = deep_update(m["model"], member_overrides(cfg, k))
     m["train"]["member_model"] = []
     m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
+    if cfg["train"]["member_split"] == "cross":   # its folds come as one training split
+        m["train"]["member_split"] = "fixed"
+        m["data"]["train_splits"] = m["data"]["train_splits"][:1]
     if m["train"]["max_minutes"]:             # the run's wall-clock budget, shared
         m["train"]["max_minutes"] = m["train"]["max_minutes"] / cfg["train"]["ensemble"]
     return m
 
 
+def cross_folds(cfg: dict, train_table: SegmentTable, select_table: SegmentTable) -> np.ndarray:
+    """``train.member_split = "cross"``: (R_train + R_select,) fold of each pooled
+    recording (train recordings first), by subject and stratified by score
+    (:func:`~depressionmlp.data.sampler.subject_folds` under the run's seed)."""
+    pool = SegmentTable.concat([train_table, select_table])
+    try:
+        return subject_folds(pool, cfg["train"]["ensemble"], cfg["train"]["seed"])
+    except ValueError as e:
+        raise DataError(cfg["data"]["data_root"] or "data",
+                        f"train.member_split = 'cross': {e} in the pooled "
+                        f"{cfg['data']['train_splits']} + {cfg['data']['select_split']} "
+                        f"splits") from None
+
+
+def member_tables(cfg: dict, tables: dict, train_table: SegmentTable, folds, k: int) -> dict:
+    """Ensemble member ``k``'s tables: the run's, or with ``folds`` (a cross split) the
+    pooled train + select recordings outside fold k as its training split and those
+    in it as its select split."""
+    if folds is None:
+        return tables
+    d = cfg["data"]
+    pool = SegmentTable.concat([train_table, tables[d["select_split"]]])
+    return {**tables, d["train_splits"][0]: pool.subset(np.flatnonzero(folds != k)),
+            d["select_split"]: pool.subset(np.flatnonzero(folds == k))}
+
+
+def out_of_fold(members, cfg: dict, select_table: SegmentTable, folds_of_select,
+                train_labels) -> tuple[dict, list[dict]]:
+    """Metrics and rows of the select split with each recording scored by the one
+    member that held it out (its fold's member): a cross ensemble's honest dev."""
+    streams, scale = model_streams(cfg), SCALES[cfg["data"]["corpus"]]
+    ids, pred, true = [], [], []
+    for k, member in enumerate(members):
+        idx = np.flatnonzero(folds_of_select == k)
+        if idx.size:
+            part = select_table.subset(idx)
+            r_ids, r_pred, r_true = metrics.aggregate_by_recording(
+                part.recording_ids[part.recording],
+                predict_segments(member, part, streams), part.labels)
+            ids.append(r_ids), pred.append(r_pred), true.append(r_true)
+    ids, pred, true = (np.concatenate(a) for a in (ids, pred, true))
+    order = np.argsort(ids, kind="stable")
+    result, rows = score_recordings(select_table, ids[order], pred[order], true[order], scale,
+                                    train_labels)
+    result["out_of_fold"] = True
+    return result, rows
+
+
 def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbacks):
     """``train.ensemble = K``: train K members (each a whole run, in
     ``<run_dir>/members/<k>``; a finished member is kept on resume, a killed one
-    resumes), save their mean as ``best.keras`` and evaluate it."""
+    resumes), save their mean as ``best.keras`` and evaluate it. With
+    ``train.member_split = "cross"`` member k trains and selects on its own folds
+    (:func:`member_tables`) and the select split is scored out of fold
+    (:func:`out_of_fold`); the other splits score the saved ensemble."""
     from depressionmlp.models import MEMBER_NAME, ensemble_model
     t, d = cfg["train"], cfg["data"]
     k_members = t["ensemble"]
     streams, scale = model_streams(cfg), SCALES[d["corpus"]]
+    folds = (cross_folds(cfg, train_table, tables[d["select_split"]])
+             if t["member_split"] == "cross" else None)
     # written first: the folder is a started run (train --resume finds it)
     write_json_atomic(run_dir / "config.json", cfg)
     members, records = [], []
@@ -851,7 +952,8 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
         member_dir = run_dir / "members" / str(k)
         if not (member_dir / "metrics.json").exists():
             member_dir.mkdir(parents=True, exist_ok=True)
-            train(member_config(cfg, k), resume_dir=member_dir, tables=tables, source=source,
+            train(member_config(cfg, k), resume_dir=member_dir,
+                  tables=member_tables(cfg, tables, train_table, folds, k), source=source,
                   callbacks=callbacks, protocol=cfg["protocol"])
         mres = json.loads((member_dir / "metrics.json").read_text())
         mcfg = json.loads((member_dir / "config.json").read_text())
@@ -865,6 +967,8 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
                         "best_step": mres["best_step"],
                         "steps_run": mres["steps_run"], "train_seconds": mres["train_seconds"],
                         "calibration": mres.get("calibration"),
+                        **({"select_recordings": int(np.sum(folds == k))}
+                           if folds is not None else {}),
                         **{f"{s}_rmse": mres["splits"][s]["rmse"] for s in mres["splits"]}})
     model = ensemble_model(members, name=f"{cfg['model']['name'].replace('+', '_')}_ensemble")
     member_params = trainable_params(members[0])
@@ -880,30 +984,18 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
                    "steps_run": sum(r["steps_run"] for r in records),
                    "train_seconds": round(sum(r["train_seconds"] for r in records), 2),
                    **{k: mres[k] for k in ("distribute", "replicas", "precision")}})
-    _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result)
+    if folds is not None:
+        result["member_split"] = "cross"
+    _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result,
+                     skip=(d["select_split"],) if folds is not None else ())
+    if folds is not None and d["select_split"] in d["eval_splits"]:
+        res, rows = out_of_fold(members, cfg, tables[d["select_split"]],
+                                folds[train_table.n_recordings:], train_table.recording_labels)
+        write_predictions_csv(run_dir / f"predictions_{d['select_split']}.csv", rows)
+        result["splits"] = {s: res if s == d["select_split"] else result["splits"][s]
+                            for s in d["eval_splits"]}
     write_json_atomic(run_dir / "metrics.json", result)
     return run_dir, result
-
-
-def _merge_tables(tables: list[SegmentTable]) -> SegmentTable:
-    if len(tables) == 1:
-        return tables[0]
-    offsets, base, rec_base = [], 0, 0
-    for tb in tables:
-        offsets.append(tb.offsets + base)
-        base += tb.n_segments
-    recs = []
-    for tb in tables:
-        recs.append(tb.recording + rec_base)
-        rec_base += tb.n_recordings
-    cat = np.concatenate
-    return SegmentTable(
-        arrays={k: cat([tb.arrays[k] for tb in tables]) for k in tables[0].arrays},
-        labels=cat([tb.labels for tb in tables]), recording=cat(recs).astype(np.int32),
-        offsets=cat(offsets), counts=cat([tb.counts for tb in tables]),
-        recording_ids=cat([tb.recording_ids for tb in tables]),
-        subject_ids=cat([tb.subject_ids for tb in tables]),
-        recording_labels=cat([tb.recording_labels for tb in tables]))
 
 
 # --------------------------------------------------------------------------- load / predict

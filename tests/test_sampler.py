@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from depressionmlp.data.sampler import (SegmentTable, balanced_dataset, epoch_indices,
-                                        eval_dataset, steps_per_epoch)
+                                        eval_dataset, steps_per_epoch, subject_folds)
 from depressionmlp.data.types import SegmentedRecording
 
 
@@ -108,3 +108,51 @@ def test_grouped_epochs_keep_each_recordings_draws_together():
             .reshape(-1, 4)[:, :1]).all()
     with pytest.raises(ValueError, match="multiple of per_recording"):
         balanced_dataset(table, batch_size=6, grouped=True)
+
+
+def test_subset_and_concat_keep_each_recordings_segments_and_labels():
+    table = SegmentTable.from_recordings(_recordings())
+    part = table.subset([3, 1])
+    assert list(part.recording_ids) == ["103_1", "101_1"]
+    assert list(part.counts) == [7, 10] and list(part.offsets) == [0, 7]
+    np.testing.assert_array_equal(part.arrays["R_X"][:, 0, 0],
+                                  np.r_[3000 + np.arange(7), 1000 + np.arange(10)])
+    np.testing.assert_array_equal(part.labels, [30] * 7 + [5] * 10)
+    np.testing.assert_array_equal(part.recording, [0] * 7 + [1] * 10)
+    back = SegmentTable.concat([table.subset([0, 1]), table.subset([2, 3, 4])])
+    for field in ("labels", "recording", "offsets", "counts", "recording_ids",
+                  "subject_ids", "recording_labels"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(table, field), field)
+    np.testing.assert_array_equal(back.arrays["R_AU"], table.arrays["R_AU"])
+    with pytest.raises(ValueError, match="no recordings"):
+        table.subset([])
+
+
+def _subjects_table(n_subjects=31, per_subject=(1, 2)):
+    """Subjects with 1 or 2 recordings each, labels 0..n_subjects-1 (one per subject)."""
+    recs, a = [], np.zeros((2, 18, 68), np.float32)
+    for i in range(n_subjects):
+        for j in range(per_subject[i % len(per_subject)]):
+            recs.append(SegmentedRecording(f"{i}_{j}", f"s{i}", "train", float(i), a, a, a))
+    return SegmentTable.from_recordings(recs)
+
+
+def test_subject_folds_keep_subjects_together_and_span_the_scores():
+    table = _subjects_table()
+    folds = subject_folds(table, 3, seed=0)
+    assert folds.shape == (table.n_recordings,) and set(folds) == {0, 1, 2}
+    for s in set(table.subject_ids):                                # a subject, one fold
+        assert len(set(folds[table.subject_ids == s])) == 1
+    subj_fold = {s: folds[table.subject_ids == s][0] for s in set(table.subject_ids)}
+    sizes = Counter(subj_fold.values())
+    assert sorted(sizes.values()) == [10, 10, 11]                   # 31 subjects
+    # stratified: each run of 3 subjects by score is dealt one to each fold, so the
+    # folds' i-th lowest scores are within 2 of each other
+    labels_by_fold = [sorted({float(v) for v in table.recording_labels[folds == k]})
+                      for k in range(3)]
+    for a, b, c in zip(*labels_by_fold):
+        assert max(a, b, c) - min(a, b, c) <= 2
+    np.testing.assert_array_equal(folds, subject_folds(table, 3, seed=0))   # deterministic
+    assert not np.array_equal(folds, subject_folds(table, 3, seed=1))
+    with pytest.raises(ValueError, match="3 folds need at least 3 subjects"):
+        subject_folds(table.subset([0, 1]), 3)

@@ -680,6 +680,61 @@ def test_members_that_read_the_keypoints_in_two_ways_save_as_one_model(corpus, t
                                rtol=1e-4, atol=1e-3)
 
 
+def test_cross_members_train_on_their_own_folds_and_dev_is_scored_out_of_fold(
+        corpus, tables, tmp_path):
+    """train.member_split = "cross": train + dev pooled and cut into 2 subject folds;
+    member k trains on the other fold and selects on fold k; the ensemble's dev rows
+    are each scored by the member that held the recording out; test is the mean of
+    both members, as in a fixed ensemble."""
+    root, _ = corpus
+    cfg = _config(root, steps=30, eval_every=15, ensemble=2, member_split="cross")
+    run_dir, result = train.train(cfg, out_base=tmp_path)
+    assert result["member_split"] == "cross" and result["splits"]["dev"]["out_of_fold"]
+    assert list(result["splits"]) == ["dev", "test"]
+    pool = set(tables["train"].recording_ids) | set(tables["dev"].recording_ids)
+
+    def csv_scores(path):
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+        return {r[0]: (r[1], float(r[2]), float(r[3])) for r in rows}
+
+    folds = [csv_scores(run_dir / f"members/{k}/predictions_dev.csv") for k in (0, 1)]
+    assert set(folds[0]).isdisjoint(folds[1]) and set(folds[0]) | set(folds[1]) == pool
+    assert {v[0] for v in folds[0].values()}.isdisjoint({v[0] for v in folds[1].values()})
+    assert [m["select_recordings"] for m in result["members"]] == [len(f) for f in folds]
+    rcfg = train.resolve_config(cfg)
+    fold_of = train.cross_folds(rcfg, tables["train"], tables["dev"])
+    for k in (0, 1):                                   # member k's training split
+        mt = train.member_tables(rcfg, tables, tables["train"], fold_of, k)
+        assert set(mt["train"].recording_ids) == pool - set(folds[k])
+        assert set(mt["dev"].recording_ids) == set(folds[k])
+        mcfg = json.loads((run_dir / f"members/{k}/config.json").read_text())
+        assert mcfg["data"]["train_splits"] == ["train"]
+        assert mcfg["train"]["member_split"] == "fixed"
+    dev = csv_scores(run_dir / "predictions_dev.csv")
+    assert set(dev) == set(tables["dev"].recording_ids)
+    for rid, (_, true, pred) in dev.items():
+        held_out = folds[0] if rid in folds[0] else folds[1]
+        assert pred == pytest.approx(held_out[rid][2], abs=2e-4)
+    err = np.array([p - t for _, t, p in dev.values()])
+    assert result["splits"]["dev"]["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)),
+                                                            abs=2e-3)
+    test = csv_scores(run_dir / "predictions_test.csv")
+    members = [csv_scores(run_dir / f"members/{k}/predictions_test.csv") for k in (0, 1)]
+    for rid, (_, _, pred) in test.items():
+        assert pred == pytest.approx((members[0][rid][2] + members[1][rid][2]) / 2, abs=2e-3)
+
+
+@pytest.mark.parametrize("train_over, data_over, message", [
+    ({"ensemble": 1, "member_split": "cross"}, {}, "'cross' needs train.ensemble > 1"),
+    ({"ensemble": 3, "member_split": "cross"}, {"train_splits": ["train", "dev"]},
+     "needs a data.select_split that is not one of data.train_splits"),
+    ({"ensemble": 3, "member_split": "folds"}, {}, "must be one of \\['fixed', 'cross'\\]"),
+])
+def test_member_split_is_checked(train_over, data_over, message):
+    with pytest.raises(DataError, match=message):
+        train.resolve_config({"train": train_over, "data": data_over}, "x.toml")
+
+
 @pytest.mark.parametrize("member_model, ensemble, message", [
     ({"keypoint_levels": "speed"}, 3, "must be a list of \\[model\\] tables"),
     ([{"keypoint_level": "speed"}], 3, "unknown model option\\(s\\) \\['keypoint_level'\\]"),

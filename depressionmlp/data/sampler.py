@@ -64,6 +64,39 @@ class SegmentTable:
                    subject_ids=np.array([r.subject_id for r in recordings]),
                    recording_labels=rec_labels)
 
+    @classmethod
+    def concat(cls, tables: list["SegmentTable"]) -> "SegmentTable":
+        """The recordings of several tables, in order, as one table."""
+        if len(tables) == 1:
+            return tables[0]
+        counts = np.concatenate([tb.counts for tb in tables])
+        rec_base = np.cumsum([0] + [tb.n_recordings for tb in tables[:-1]])
+        return cls(
+            arrays={k: np.concatenate([tb.arrays[k] for tb in tables]) for k in tables[0].arrays},
+            labels=np.concatenate([tb.labels for tb in tables]),
+            recording=np.concatenate([tb.recording + b for tb, b in zip(tables, rec_base)]
+                                     ).astype(np.int32),
+            offsets=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
+            counts=counts,
+            recording_ids=np.concatenate([tb.recording_ids for tb in tables]),
+            subject_ids=np.concatenate([tb.subject_ids for tb in tables]),
+            recording_labels=np.concatenate([tb.recording_labels for tb in tables]))
+
+    def subset(self, recordings) -> "SegmentTable":
+        """The table of the recordings at indices ``recordings`` (in that order)."""
+        idx = np.asarray(recordings, dtype=np.int64).reshape(-1)
+        if idx.size == 0:
+            raise ValueError("no recordings to sample from")
+        seg = np.concatenate([np.arange(o, o + c) for o, c in
+                              zip(self.offsets[idx], self.counts[idx])])
+        counts = self.counts[idx]
+        return SegmentTable(
+            arrays={k: v[seg] for k, v in self.arrays.items()}, labels=self.labels[seg],
+            recording=np.repeat(np.arange(idx.size, dtype=np.int32), counts),
+            offsets=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
+            counts=counts, recording_ids=self.recording_ids[idx],
+            subject_ids=self.subject_ids[idx], recording_labels=self.recording_labels[idx])
+
     @property
     def n_segments(self) -> int:
         return int(self.labels.shape[0])
@@ -71,6 +104,25 @@ class SegmentTable:
     @property
     def n_recordings(self) -> int:
         return int(self.counts.shape[0])
+
+
+def subject_folds(table: SegmentTable, k: int, seed: int = 0) -> np.ndarray:
+    """(R,) fold index in ``[0, k)`` of each recording: a subject's recordings share a
+    fold, and the folds are stratified by score (subjects sorted by their mean
+    recording label, each run of ``k`` consecutive subjects dealt one to each fold in
+    a random order under ``seed``), so every fold spans the range of scores."""
+    subjects, inverse = np.unique(table.subject_ids, return_inverse=True)
+    if subjects.size < k:
+        raise ValueError(f"{k} folds need at least {k} subjects, got {subjects.size}")
+    mean_label = (np.bincount(inverse, weights=table.recording_labels.astype(np.float64))
+                  / np.bincount(inverse))
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(subjects.size), mean_label))   # ties broken at random
+    fold_of_subject = np.empty(subjects.size, dtype=np.int64)
+    for start in range(0, subjects.size, k):
+        block = order[start:start + k]
+        fold_of_subject[block] = rng.permutation(k)[:block.size]
+    return fold_of_subject[inverse]
 
 
 def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4,
