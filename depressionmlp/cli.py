@@ -137,6 +137,11 @@ def cmd_evaluate(args) -> int:
         [tables[s] for s in cfg["data"]["train_splits"]]).recording_labels
     res, rows = train.evaluate_table(model, tables[args.split], cfg["resolved"]["streams"],
                                      cfg["resolved"]["scale"], train_labels=train_labels)
+    if (cfg["train"].get("member_split") == "cross"
+            and args.split == cfg["data"]["select_split"]):
+        print(f"note: the ensemble's models trained on most of '{args.split}' "
+              "(train.member_split = 'cross'); its out-of-fold metrics are in the run's "
+              "metrics.json", file=sys.stderr)
     out = {"model": str(args.model), "split": args.split, "metrics": res, "recordings": rows}
     if args.json:
         _print_json(out)

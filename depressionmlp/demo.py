@@ -116,10 +116,16 @@ def settings_line(cfg: dict) -> str:
     if t.get("steps"):
         notes.append(f"{t['steps']} steps, dev evaluation every {t.get('eval_every')} steps")
     if t.get("calibrate", "none") != "none":
-        notes.append(f"score {t['calibrate']} fitted on dev after training [choice]")
+        where = ("each model's held-out fold" if t.get("member_split", "fixed") == "cross"
+                 else "dev")
+        notes.append(f"score {t['calibrate']} fitted on {where} after training [choice]")
     if t.get("ensemble", 1) > 1:
         notes.append(f"the mean of {t['ensemble']} such models trained with different seeds "
                      "(paper: one) [choice]")
+        if t.get("member_split", "fixed") == "cross":
+            notes.append(f"model k trains on {t['ensemble'] - 1} of {t['ensemble']} subject "
+                         "folds of train + dev and is selected and calibrated on fold k; dev "
+                         "is scored out of fold [choice]")
     if seg.get("center", "none") != "none":
         notes.append(f"inputs centred per {seg['center']} [choice]")
     name = cfg.get("protocol", "default")
@@ -137,7 +143,8 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
     for split, r in result["splits"].items():
         nf = _floor(floor, split)
         br = base.get(split, {}).get("rmse")
-        rows.append(f"| {split} | {r['n']} | {r['rmse']:.2f} | {r['mae']:.2f} | "
+        name = f"{split} (out of fold)" if r.get("out_of_fold") else split
+        rows.append(f"| {name} | {r['n']} | {r['rmse']:.2f} | {r['mae']:.2f} | "
                     f"{'-' if br is None else f'{br:.2f}'} | "
                     f"{r['mean_predictor']['rmse']:.2f} | "
                     f"{'-' if nf is None else f'{nf:.2f}'} |")

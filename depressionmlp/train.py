@@ -134,15 +134,6 @@ DEFAULT_CONFIG = {
         # select-split metrics are then out of fold (each recording scored by the
         # member that held it out). Only with ensemble > 1
         "member_split": "fixed",
-        # [choice] how ensemble members split the data: "fixed" (every member trains on
-        # the train splits and is selected and calibrated on the select split) or
-        # "cross": the train and select splits pooled and cut into K subject folds
-        # stratified by score; member k trains on the other folds and is selected and
-        # calibrated on fold k, so the ensemble learns from every pooled recording while
-        # each member still picks its step on recordings it never saw. The ensemble's
-        # select-split metrics are then out of fold (each recording scored by the
-        # member that held it out). Only with ensemble > 1
-        "member_split": "fixed",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -159,7 +150,6 @@ CALIBRATIONS = ("none", "slope")
 #: Seed step between ensemble members: member k trains with seed + 100 k.
 ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated")
-MEMBER_SPLITS = ("fixed", "cross")
 MEMBER_SPLITS = ("fixed", "cross")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
@@ -229,19 +219,15 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["member_split"] not in MEMBER_SPLITS:
         raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
                                 f"got {t['member_split']!r}")
-    if t["member_split"] == "cross" and t["ensemble"] < 2:
-        raise DataError(source, "train.member_split = 'cross' needs train.ensemble > 1")
+    if t["ensemble"] < 2 or cfg["model"]["name"] == classical.MODEL_NAME:
+        # only an ensemble's members split the data; a single model (ensemble = 1, e.g.
+        # a QUICK run under the default protocol) and StatsRidge (one fit, whatever the
+        # ensemble) train on the train splits
+        t["member_split"] = "fixed"
     if t["member_split"] == "cross" and cfg["data"]["select_split"] in cfg["data"]["train_splits"]:
         raise DataError(source, "train.member_split = 'cross' needs a data.select_split "
-                                "that is not one of data.train_splits")
-    if t["member_split"] not in MEMBER_SPLITS:
-        raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
-                                f"got {t['member_split']!r}")
-    if t["member_split"] == "cross" and t["ensemble"] < 2:
-        raise DataError(source, "train.member_split = 'cross' needs train.ensemble > 1")
-    if t["member_split"] == "cross" and cfg["data"]["select_split"] in cfg["data"]["train_splits"]:
-        raise DataError(source, "train.member_split = 'cross' needs a data.select_split "
-                                "that is not one of data.train_splits")
+                                "that is not one of data.train_splits (or set "
+                                "train.member_split = 'fixed')")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):

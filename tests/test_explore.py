@@ -118,15 +118,16 @@ def test_figures_draw_the_numbers(tmp_path):
 
 def test_segment_scores_average_to_the_recording_prediction(tmp_path):
     # an ensemble of 2 (not the protocol's 3, to keep the test short): each segment score
-    # is the members' mean, so their recording mean is the saved prediction
+    # is the members' mean, so their recording mean is the saved prediction (on test: the
+    # default's cross-fitted members saved out-of-fold dev predictions instead)
     run_dir = explore.quick_run(tmp_path, steps=2, n_subjects=8, duration_s=(8, 9), ensemble=2)
-    rows = explore.read_run(run_dir)["predictions"]["dev"]
-    series = explore.segment_scores(run_dir, "dev", cache_dir=tmp_path / "cache")
+    rows = explore.read_run(run_dir)["predictions"]["test"]
+    series = explore.segment_scores(run_dir, "test", cache_dir=tmp_path / "cache")
     assert [s["recording_id"] for s in series] == [r["recording_id"] for r in rows]
     for s, r in zip(series, rows):
         assert s["score"] == pytest.approx(r["predicted"], abs=1e-3)   # CSV keeps 4 decimals
         assert np.allclose(np.diff(s["time"]), 1.5)                  # stride 9 at 6 fps
-    one = explore.segment_scores(run_dir, "dev", [rows[0]["recording_id"]],
+    one = explore.segment_scores(run_dir, "test", [rows[0]["recording_id"]],
                                  cache_dir=tmp_path / "cache")
     assert len(one) == 1 and np.allclose(one[0]["scores"], series[0]["scores"])
 

@@ -369,7 +369,10 @@ def test_default_model_saves_and_loads_safely(tmp_path):
 
 def test_suite_rows_and_table():
     rows = {name for name, _, _ in learnability.model_rows("static")}
-    assert {"StatsRidge", "DG+MG default", "DG+MG paper", "DG+Linear au default"} == rows
+    assert {"StatsRidge", "StatsRidge train+dev", "DG+MG default", "DG+MG paper",
+            "DG+Linear au default"} == rows
+    pooled = dict((n, c) for n, c, _ in learnability.model_rows("static"))
+    assert pooled["StatsRidge train+dev"]["data"]["train_splits"] == ["train", "dev"]
     assert "DG+Linear xy default" in {n for n, _, _ in learnability.model_rows("motion")}
     results = {f"static/s{s}": {"cue": "static", "seed": s, "noise_floor": 3.0,
                                 "mean_predictor": 11.0,
@@ -386,6 +389,13 @@ def test_suite_rows_and_table():
     assert "| 2 | 3.00 | 4.25 (5.50) | 11.00 |" in line
     assert "7.50 ± 0.50 (1 s)" in line and "6.50 ± 0.50 (60 s)" in line
     assert line.rstrip().endswith(f"| {6.5 / 7.5:.2f} | {6.5 / 11:.2f} |")
+    for s in (0, 1):                   # with the pooled ridge: a ratio to it as well
+        results[f"static/s{s}"]["rows"]["StatsRidge train+dev"] = {"test_rmse": 5.0 + s,
+                                                                   "seconds": 1}
+    md = learnability.to_markdown(results)
+    assert "DG+MG default / ridge | DG+MG default / ridge train+dev |" in md
+    line = next(l for l in md.splitlines() if l.startswith("| static"))
+    assert line.rstrip().endswith(f"| {6.5 / 7.5:.2f} | {6.5 / 5.5:.2f} | {6.5 / 11:.2f} |")
 
 
 # ----------------------------------------------------------------------------- cue floor

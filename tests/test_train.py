@@ -546,11 +546,16 @@ def test_demo_settings_line_names_every_default_protocol_choice():
     from depressionmlp.demo import settings_line
     line = settings_line(train.resolve_config({}))
     for words in ("face frame", "segment mean", "standardised apart", "sd 1, shared by each "
-                  "run of 8 draws", "linear output", "slope fitted on dev", "mean over its 8 draws",
-                  "learning rate 0.002", "3000 steps", "the mean of 3 such models"):
+                  "run of 8 draws", "linear output", "mean over its 8 draws",
+                  "learning rate 0.002", "3000 steps", "the mean of 3 such models",
+                  "slope fitted on each model's held-out fold",
+                  "model k trains on 2 of 3 subject folds of train + dev and is selected and "
+                  "calibrated on fold k; dev is scored out of fold"):
         assert words in line, (words, line)
     assert settings_line(train.resolve_config({"protocol": "paper"})).startswith(
         "Protocol `paper`: the paper's")
+    fixed = settings_line(train.resolve_config({"train": {"member_split": "fixed"}}))
+    assert "slope fitted on dev" in fixed and "subject folds" not in fixed
 
 
 class _KillInMember(__import__("keras").callbacks.Callback):
@@ -570,7 +575,8 @@ class _KillInMember(__import__("keras").callbacks.Callback):
 
 def test_ensemble_is_the_mean_of_its_members_and_resumes_member_by_member(
         corpus, tables, uninterrupted, tmp_path, capsys):
-    """train.ensemble = 2, killed inside member 1 and resumed: member 0 is kept (not
+    """train.ensemble = 2 with "fixed" members (the cross-fitted default has its own
+    test), killed inside member 1 and resumed: member 0 is kept (not
     retrained) and is the single run with the same seed; member 1 trains with seed
     100; the saved model's scores are the mean of the members' and `evaluate`
     reproduces the metrics; the Fig. 6/7 sub-models come from member 0; it exports as
@@ -578,7 +584,7 @@ def test_ensemble_is_the_mean_of_its_members_and_resumes_member_by_member(
     import os
     from depressionmlp.models import stream_model
     root, _ = corpus
-    cfg = _config(root, steps=60, eval_every=15, ensemble=2)
+    cfg = _config(root, steps=60, eval_every=15, ensemble=2, member_split="fixed")
     with pytest.raises(_Killed):
         train.train(cfg, out_base=tmp_path, callbacks=[_KillInMember(1, 2)])
     (run_dir,) = list(tmp_path.iterdir())
@@ -681,7 +687,7 @@ def test_members_that_read_the_keypoints_in_two_ways_save_as_one_model(corpus, t
 
 
 def test_cross_members_train_on_their_own_folds_and_dev_is_scored_out_of_fold(
-        corpus, tables, tmp_path):
+        corpus, tables, tmp_path, capsys):
     """train.member_split = "cross": train + dev pooled and cut into 2 subject folds;
     member k trains on the other fold and selects on fold k; the ensemble's dev rows
     are each scored by the member that held the recording out; test is the mean of
@@ -722,10 +728,12 @@ def test_cross_members_train_on_their_own_folds_and_dev_is_scored_out_of_fold(
     members = [csv_scores(run_dir / f"members/{k}/predictions_test.csv") for k in (0, 1)]
     for rid, (_, _, pred) in test.items():
         assert pred == pytest.approx((members[0][rid][2] + members[1][rid][2]) / 2, abs=2e-3)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run_dir), "--split", "dev", "--json"]) == 0
+    assert "trained on most of 'dev'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("train_over, data_over, message", [
-    ({"ensemble": 1, "member_split": "cross"}, {}, "'cross' needs train.ensemble > 1"),
     ({"ensemble": 3, "member_split": "cross"}, {"train_splits": ["train", "dev"]},
      "needs a data.select_split that is not one of data.train_splits"),
     ({"ensemble": 3, "member_split": "folds"}, {}, "must be one of \\['fixed', 'cross'\\]"),
@@ -733,6 +741,25 @@ def test_cross_members_train_on_their_own_folds_and_dev_is_scored_out_of_fold(
 def test_member_split_is_checked(train_over, data_over, message):
     with pytest.raises(DataError, match=message):
         train.resolve_config({"train": train_over, "data": data_over}, "x.toml")
+
+
+def test_a_single_model_ignores_cross_and_the_default_protocol_cross_fits_ensembles():
+    """The default protocol sets member_split = "cross" for its ensemble of 3; a config
+    with ensemble = 1 under it (QUICK runs, notebooks) must still resolve, as one model
+    trained on the train splits, and a config naming train + dev as train splits gets
+    the error that says what to set."""
+    single = train.resolve_config({"train": {"ensemble": 1}}, "x.toml", protocol="default")
+    assert single["train"]["member_split"] == "fixed"
+    ens = train.resolve_config({}, "x.toml", protocol="default")
+    assert (ens["train"]["ensemble"], ens["train"]["member_split"]) == (3, "cross")
+    paper = train.resolve_config({}, "x.toml", protocol="paper")
+    assert (paper["train"]["ensemble"], paper["train"]["member_split"]) == (1, "fixed")
+    ridge = train.resolve_config({"model": {"name": "StatsRidge"},
+                                  "data": {"train_splits": ["train", "dev"]}}, "x.toml")
+    assert ridge["train"]["member_split"] == "fixed"      # the suite's pooled ridge row
+    with pytest.raises(DataError, match="or set train.member_split = 'fixed'"):
+        train.resolve_config({"data": {"train_splits": ["train", "dev"]}}, "x.toml",
+                             protocol="default")
 
 
 @pytest.mark.parametrize("member_model, ensemble, message", [
@@ -756,7 +783,9 @@ def test_demo_report_names_an_ensembles_members():
     text = render_report(result, {}, "table")
     assert ("the mean of 3 models, each at its best dev evaluation (step 2600 of 3000, "
             "3000 of 3000, 1800 of 3000), 42,192 parameters each") in text
-    assert "members/<k>/" in text
+    assert "members/<k>/" in text and "| dev | 20 |" in text
+    oof = {**result, "splits": {"dev": {**split, "out_of_fold": True}, "test": split}}
+    assert "| dev (out of fold) | 20 |" in render_report(oof, {}, "table")
     single = {k: v for k, v in result.items() if k not in ("ensemble", "members")}
     text = render_report({**single, "best_step": 2600, "steps_run": 6000}, {}, "table")
     assert "the best dev evaluation (step 2600 of 6000), 42,192 parameters" in text
