@@ -713,7 +713,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"],
-                          grouped=t["loss"] == "recording")
+                          grouped=t["loss"] == "recording", replicas=replicas)
     ds = ds.skip(selection.epochs_done * eval_every)
     callbacks = [
         selection,

@@ -110,6 +110,27 @@ def test_grouped_epochs_keep_each_recordings_draws_together():
         balanced_dataset(table, batch_size=6, grouped=True)
 
 
+def test_grouped_epochs_split_evenly_among_replicas():
+    """Five recordings, 2 per batch of 8 (per_recording 4), two replicas: each epoch is
+    two full batches and no 1-recording tail (a replica would get half a recording and
+    the recording loss could not reshape it); one replica keeps the tail."""
+    table = SegmentTable.from_recordings(_recordings())
+    one = [y.shape[0] for y in (b[1] for b in
+                                balanced_dataset(table, batch_size=8, per_recording=4,
+                                                 epochs=2, grouped=True))]
+    assert one == [8, 8, 4, 8, 8, 4]
+    ds = balanced_dataset(table, batch_size=8, per_recording=4, epochs=3, grouped=True,
+                          replicas=2)
+    batches = [(x["R_X"].numpy()[:, 0, 0] // 1000).astype(int) for x, _ in ds]
+    assert [len(b) for b in batches] == [8, 8] * 3
+    for b in batches:                                  # each replica's half: one recording
+        assert (b.reshape(-1, 4) == b.reshape(-1, 4)[:, :1]).all()
+    seen = [set(np.concatenate(batches[2 * e:2 * e + 2])) for e in range(3)]
+    assert all(len(s) == 4 for s in seen) and set().union(*seen) == set(range(5))
+    with pytest.raises(ValueError, match="cannot be split among 8 replicas"):
+        balanced_dataset(table, batch_size=8, per_recording=4, grouped=True, replicas=8)
+
+
 def test_subset_and_concat_keep_each_recordings_segments_and_labels():
     table = SegmentTable.from_recordings(_recordings())
     part = table.subset([3, 1])

@@ -154,7 +154,8 @@ def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4,
 
 def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int = 4,
                      batch_size: int = 8, seed: int = 0, epochs: int | None = None,
-                     start_epoch: int = 0, grouped: bool = False) -> tf.data.Dataset:
+                     start_epoch: int = 0, grouped: bool = False,
+                     replicas: int = 1) -> tf.data.Dataset:
     """Training pipeline: balanced epochs, shuffled, batched, prefetched.
 
     Yields ``({stream: (b, M, N)}, label (b, 1))``. Each epoch is
@@ -162,11 +163,22 @@ def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int
     and batches never straddle two epochs. ``epochs=None`` repeats forever; give
     Keras ``steps_per_epoch`` then. ``grouped`` (see :func:`epoch_indices`) needs
     ``batch_size`` to be a multiple of ``per_recording``, so that every batch holds
-    whole recordings.
+    whole recordings. ``replicas`` > 1 (a distribution strategy splits each batch
+    evenly among its replicas): with ``grouped``, each epoch's last, partial batch keeps
+    a multiple of ``replicas`` recordings, so that every replica gets whole recordings;
+    the one to ``replicas - 1`` recordings left out of that epoch are drawn again in
+    the next.
     """
     if grouped and batch_size % per_recording:
         raise ValueError(f"grouped batches need batch_size ({batch_size}) to be a "
                          f"multiple of per_recording ({per_recording})")
+    keep = None
+    if grouped and replicas > 1:
+        if table.n_recordings < replicas:
+            raise ValueError(f"{table.n_recordings} training recordings cannot be split "
+                             f"among {replicas} replicas")
+        tail = table.n_recordings % (batch_size // per_recording)
+        keep = (table.n_recordings - tail % replicas) * per_recording
     arrays = {s: tf.constant(table.arrays[s]) for s in streams}
     labels = tf.constant(table.labels[:, None])
     stop = None if epochs is None else start_epoch + epochs
@@ -175,6 +187,8 @@ def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int
 
     def one_epoch(e):
         idx = epoch_indices(table, e, seed, per_recording, grouped)
+        if keep is not None:
+            idx = idx[:keep]
         return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
 
     def gather(idx):
