@@ -132,7 +132,8 @@ DEFAULT_CONFIG = {
         # calibrated on fold k, so the ensemble learns from every pooled recording while
         # each member still picks its step on recordings it never saw. The ensemble's
         # select-split metrics are then out of fold (each recording scored by the
-        # member that held it out). Only with ensemble > 1
+        # member that held it out). The default protocol sets "cross"; a single model
+        # (ensemble = 1) and StatsRidge resolve to "fixed"
         "member_split": "fixed",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
