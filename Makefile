@@ -84,10 +84,10 @@ define run_configs
 endef
 
 ablation-dg: venv
-	$(call run_configs,ablation-dg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml $(wildcard experiments/table3_*.toml))
+	$(call run_configs,ablation-dg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml experiments/baseline_lasso.toml $(wildcard experiments/table3_*.toml))
 
 ablation-mg: venv
-	$(call run_configs,ablation-mg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml $(wildcard experiments/table4_*.toml))
+	$(call run_configs,ablation-mg-$(CORPUS)$(if $(PROTOCOL),-$(PROTOCOL)),experiments/baseline_ridge.toml experiments/baseline_lasso.toml $(wildcard experiments/table4_*.toml))
 
 # Every table and figure of the DepressionMLP paper: trains what is missing (one run per
 # config x seed, reused while its resolved config is unchanged), then report.md + PNGs.

@@ -1,4 +1,7 @@
-"""The classical reference: hand-crafted statistics + ridge regression ("StatsRidge").
+"""The classical references: hand-crafted statistics + a penalised linear model.
+
+``StatsRidge`` (ridge regression) and ``StatsLasso`` (the lasso: the same features
+with an L1 penalty, which keeps a few of them).
 
 Every learning claim in this project is read against three numbers on the same
 split: the mean predictor, the corpus's noise floor, and this model. It sees the
@@ -16,11 +19,15 @@ per segment,
 
 A recording's features are the mean over its segments; ``StandardScaler`` +
 ridge regression (alpha by cross-validation over training subjects) is fit on them.
-Because scaler and ridge are affine, the mean of the per-segment predictions is
+The lasso differs only in its penalty: with 25-60 training recordings and 135
+features, a cue carried by one or two of them (the brows' motion, the blinks' AU45
+spread) is spread by the ridge over every feature that fits the training noise,
+while the lasso keeps the few that carry it. Because scaler and model are affine, the mean of the per-segment predictions is
 exactly the prediction from the recording's features, so the model predicts per
 segment and is evaluated, aggregated and served like the deep models.
 
 Saved as plain JSON (feature names, scaler, coefficients, alpha): no pickle.
+Both are written to :data:`MODEL_FILE`; its ``format`` says which.
 """
 
 from __future__ import annotations
@@ -33,11 +40,18 @@ import numpy as np
 from depressionmlp.errors import DataError
 
 MODEL_NAME = "StatsRidge"
+LASSO_NAME = "StatsLasso"
+#: The classical models, by their ``[model] name``.
+MODEL_NAMES = (MODEL_NAME, LASSO_NAME)
 FORMAT = "depressionmlp.StatsRidge/1"
+LASSO_FORMAT = "depressionmlp.StatsLasso/1"
 MODEL_FILE = "model.ridge.json"
 REGIONS = {"jaw": range(0, 17), "brows": range(17, 27), "nose": range(27, 36),
            "eyes": range(36, 48), "mouth": range(48, 68)}
 ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 29))
+#: The lasso's penalties, as fractions of the smallest one that zeroes every
+#: coefficient (``max |z^T (y - mean y)| / n`` on the standardised features).
+LASSO_FRACTIONS = tuple(float(a) for a in np.logspace(-3, 0, 25))
 
 
 # --------------------------------------------------------------------------- features
@@ -108,8 +122,11 @@ class StatsRidge:
 
     Args:
         streams: the input streams, e.g. ``("R_X", "R_Y", "R_AU")``.
-        alphas: the ridge penalties searched by leave-one-out (default 1e-2..1e5).
+        alphas: the ridge penalties searched (default 1e-2..1e5).
     """
+
+    name = MODEL_NAME
+    format = FORMAT
 
     def __init__(self, streams=("R_X", "R_Y", "R_AU"), alphas=ALPHAS):
         self.streams = tuple(streams)
@@ -126,7 +143,6 @@ class StatsRidge:
         5 folds): a subject's second session never validates its first, which
         would reward memorising identity.
         """
-        from sklearn.linear_model import Ridge
         from sklearn.model_selection import GroupKFold, GridSearchCV
         from sklearn.preprocessing import StandardScaler
         x = recording_features(table, self.streams)
@@ -137,18 +153,26 @@ class StatsRidge:
         z = scaler.transform(x)
         groups = np.asarray(table.subject_ids)
         folds = min(5, len(set(groups.tolist())))
+        alphas = self._alpha_grid(z, y)
         if folds >= 2:
-            search = GridSearchCV(Ridge(), {"alpha": list(self.alphas)},
+            search = GridSearchCV(self._estimator(), {"alpha": alphas},
                                   cv=GroupKFold(n_splits=folds),
                                   scoring="neg_mean_squared_error")
             search.fit(z, y, groups=groups)
-            ridge = search.best_estimator_
+            fitted = search.best_estimator_
         else:
-            ridge = Ridge(alpha=float(np.median(self.alphas))).fit(z, y)
+            fitted = self._estimator().set_params(alpha=float(np.median(alphas))).fit(z, y)
         self.mean_, self.scale_ = scaler.mean_, scaler.scale_
-        self.coef_, self.intercept_ = ridge.coef_, float(ridge.intercept_)
-        self.alpha_ = float(ridge.alpha)
+        self.coef_, self.intercept_ = fitted.coef_, float(fitted.intercept_)
+        self.alpha_ = float(fitted.alpha)
         return self
+
+    def _estimator(self):
+        from sklearn.linear_model import Ridge
+        return Ridge()
+
+    def _alpha_grid(self, z, y) -> list[float]:
+        return list(self.alphas)
 
     def count_params(self) -> int:
         return 0 if self.coef_ is None else int(self.coef_.size + 1)
@@ -162,7 +186,7 @@ class StatsRidge:
     # ----------------------------------------------------------------- saving
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "streams": list(self.streams), "alphas": list(self.alphas),
+        return {"format": self.format, "streams": list(self.streams), "alphas": list(self.alphas),
                 "alpha": self.alpha_, "feature_names": self.feature_names,
                 "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
                 "coef": self.coef_.tolist(), "intercept": self.intercept_}
@@ -183,8 +207,49 @@ class StatsRidge:
         write_json_atomic(path, self.to_json())
 
 
+class StatsLasso(StatsRidge):
+    """``StandardScaler`` + the lasso on :func:`segment_features` [choice: the
+    sparse classical reference].
+
+    The penalty is chosen as StatsRidge's is (cross-validation over training
+    subjects), among ``alphas`` x the smallest penalty that zeroes every
+    coefficient on the training features.
+
+    Args:
+        streams: the input streams, e.g. ``("R_X", "R_Y", "R_AU")``.
+        alphas: fractions of that largest penalty (default 1e-3..1).
+    """
+
+    name = LASSO_NAME
+    format = LASSO_FORMAT
+
+    def __init__(self, streams=("R_X", "R_Y", "R_AU"), alphas=LASSO_FRACTIONS):
+        super().__init__(streams, alphas)
+
+    def _estimator(self):
+        from sklearn.linear_model import Lasso
+        return Lasso(max_iter=50_000, tol=1e-4)
+
+    def _alpha_grid(self, z, y) -> list[float]:
+        top = float(np.max(np.abs(z.T @ (y - y.mean()))) / len(y))
+        return [max(top, 1e-12) * a for a in self.alphas]
+
+    def count_params(self) -> int:
+        """Non-zero coefficients + the intercept (what the lasso kept)."""
+        return 0 if self.coef_ is None else int(np.count_nonzero(self.coef_) + 1)
+
+
+#: format -> class, for :func:`load`.
+CLASSES = {FORMAT: StatsRidge, LASSO_FORMAT: StatsLasso}
+
+
+def build(name: str, streams):
+    """An unfitted classical model by its ``[model] name``."""
+    return {MODEL_NAME: StatsRidge, LASSO_NAME: StatsLasso}[name](streams)
+
+
 def load(path) -> StatsRidge:
-    """A saved StatsRidge; a bad file is a DataError naming it."""
+    """A saved StatsRidge or StatsLasso; a bad file is a DataError naming it."""
     path = Path(path)
     try:
         d = json.loads(path.read_text())
@@ -192,9 +257,11 @@ def load(path) -> StatsRidge:
         raise DataError(path, f"cannot read the model file ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(path, f"not a StatsRidge model file (invalid JSON: {e})") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise DataError(path, f"not a StatsRidge model file (expected format {FORMAT!r})")
+    if not isinstance(d, dict) or d.get("format") not in CLASSES:
+        raise DataError(path, f"not a StatsRidge model file (expected format {FORMAT!r} "
+                              f"or {LASSO_FORMAT!r})")
+    cls = CLASSES[d["format"]]
     try:
-        return StatsRidge.from_json(d)
+        return cls.from_json(d)
     except (KeyError, TypeError, ValueError) as e:
-        raise DataError(path, f"corrupt StatsRidge model file ({e})") from None
+        raise DataError(path, f"corrupt {cls.name} model file ({e})") from None

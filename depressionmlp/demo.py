@@ -42,6 +42,10 @@ def ensure_synthetic(data_root, **params) -> dict:
     return result
 
 
+#: The classical references the demo fits beside the model (depressionmlp/classical.py).
+REFERENCES = ("StatsRidge", "StatsLasso")
+
+
 def run_demo(data_root="data", out="outputs/demo", config="experiments/demo.toml",
              max_minutes=None) -> dict:
     from depressionmlp.cli import format_result_table
@@ -55,10 +59,13 @@ def run_demo(data_root="data", out="outputs/demo", config="experiments/demo.toml
     t0 = time.time()
     run_dir, result = train(cfg, out_base=Path(out) / "runs", source=config)
     result["wall_seconds"] = round(time.time() - t0, 1)
-    ridge_cfg = {"name": "StatsRidge", "model": {"name": "StatsRidge", "inputs": "all"},
-                 "data": dict(cfg["data"])}
-    _, ridge = train(ridge_cfg, out_base=Path(out) / "runs", source=config)
-    result["baseline"] = {"name": "StatsRidge", "splits": ridge["splits"]}
+    result["baselines"] = []
+    for name in REFERENCES:
+        ref_cfg = {"name": name, "model": {"name": name, "inputs": "all"},
+                   "data": dict(cfg["data"])}
+        _, ref = train(ref_cfg, out_base=Path(out) / "runs", source=config)
+        result["baselines"].append({"name": name, "splits": ref["splits"]})
+    result["baseline"] = result["baselines"][0]
     floor = manifest.get("noise_floor", {})
     result["noise_floor"] = floor
     result["run_dir"] = str(run_dir)
@@ -88,6 +95,9 @@ def settings_line(cfg: dict) -> str:
         notes.append("keypoints minus their segment mean (motion only) [choice]")
     elif m.get("keypoint_levels", "keep") == "speed":
         notes.append("keypoints as their frame-to-frame speed [choice]")
+    elif m.get("keypoint_levels", "keep") == "energy":
+        notes.append("keypoints minus their segment mean, with their mean speed as "
+                     "level [choice]")
     if m.get("standardize") == "split":
         notes.append("resting level and motion standardised apart with training "
                      "statistics [choice]")
@@ -137,15 +147,16 @@ def settings_line(cfg: dict) -> str:
 
 def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = None) -> str:
     floor = result.get("noise_floor", {})
-    base = result.get("baseline", {}).get("splits", {})
-    rows = ["| split | recordings | model RMSE | model MAE | StatsRidge RMSE "
-            "| mean-predictor RMSE | noise floor RMSE |", "|---|---|---|---|---|---|---|"]
+    refs = result.get("baselines") or ([result["baseline"]] if "baseline" in result else [])
+    rows = ["| split | recordings | model RMSE | model MAE | "
+            + "".join(f"{b['name']} RMSE | " for b in refs)
+            + "mean-predictor RMSE | noise floor RMSE |", "|---" * (6 + len(refs)) + "|"]
     for split, r in result["splits"].items():
         nf = _floor(floor, split)
-        br = base.get(split, {}).get("rmse")
+        cells = "".join(f"{'-' if v is None else f'{v:.2f}'} | " for v in
+                        (b["splits"].get(split, {}).get("rmse") for b in refs))
         name = f"{split} (out of fold)" if r.get("out_of_fold") else split
-        rows.append(f"| {name} | {r['n']} | {r['rmse']:.2f} | {r['mae']:.2f} | "
-                    f"{'-' if br is None else f'{br:.2f}'} | "
+        rows.append(f"| {name} | {r['n']} | {r['rmse']:.2f} | {r['mae']:.2f} | {cells}"
                     f"{r['mean_predictor']['rmse']:.2f} | "
                     f"{'-' if nf is None else f'{nf:.2f}'} |")
     if result.get("ensemble", 1) > 1:
@@ -163,8 +174,9 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
         *rows, "",
         "The noise floor is the RMSE of the corpus's true latent scores against its noisy "
         "labels: no model can beat it on average. The mean predictor outputs the training "
-        "mean for every recording. StatsRidge is the classical reference: hand-crafted "
-        "per-recording statistics of the same segments + ridge regression.", "",
+        "mean for every recording. StatsRidge and StatsLasso are the classical references: "
+        "hand-crafted per-recording statistics of the same segments + ridge regression, "
+        "or + the lasso, which keeps the few statistics that carry a cue.", "",
         "```", table, "```", "",
         f"Run directory: `{result['run_dir']}` (config.json, best.keras, metrics.json, "
         "predictions_<split>.csv, "

@@ -9,7 +9,8 @@ corpus and a new training seed each), and trains on each, on the same split:
 - the noise floor (true latent score vs label) and the mean predictor,
 - the cue floor (:mod:`depressionmlp.cue_floor`): what a regressor reaches from the
   cue's noise-free latent signals, with ample data and at the corpus's training size,
-- the classical reference (StatsRidge, :mod:`depressionmlp.classical`),
+- the classical references (StatsRidge and its sparse twin StatsLasso,
+  :mod:`depressionmlp.classical`),
 - DG+MG+Linear under the default protocol and under the paper's protocol,
 - the Table III single-stream model (DG+Linear) on the stream that carries the cue.
 
@@ -58,6 +59,7 @@ def model_rows(cue: str) -> list[tuple[str, dict, str | None]]:
     """(row name, config, protocol) per trained row of one cue."""
     ridge = {"name": "StatsRidge", "inputs": "all"}
     rows = [("StatsRidge", {"model": ridge}, "default"),
+            ("StatsLasso", {"model": {"name": "StatsLasso", "inputs": "all"}}, "default"),
             # the same reference fitted on the recordings a cross ensemble learns from
             (POOLED_RIDGE, {"model": ridge, "data": {"train_splits": ["train", "dev"]}},
              "default"),
@@ -183,9 +185,11 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
     for c in by_cue.values():
         names += [n for n in c["rows"] if n not in names]
     pooled = POOLED_RIDGE in names
+    lasso = "StatsLasso" in names
     head = ("| corpus (cue) | seeds | noise floor | cue floor (at size) | mean predictor | "
             + " | ".join(names) + " | DG+MG default / ridge |"
             + (" DG+MG default / ridge train+dev |" if pooled else "")
+            + (" DG+MG default / lasso |" if lasso else "")
             + " DG+MG default / mean |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for cue, c in by_cue.items():
@@ -207,6 +211,10 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
             p = c["rows"].get(POOLED_RIDGE)
             ratio_r += (f" | {np.mean(dg['rmse']) / np.mean(p['rmse']):.2f}"
                         if p and dg else " | -")
+        if lasso:
+            la = c["rows"].get("StatsLasso")
+            ratio_r += (f" | {np.mean(dg['rmse']) / np.mean(la['rmse']):.2f}"
+                        if la and dg else " | -")
         ratio_m = f"{np.mean(dg['rmse']) / np.mean(c['mean']):.2f}" if dg else "-"
         f = floors.get(cue)
         cue_cell = f"{f['floor']:.2f} ({f['floor_at_size']:.2f})" if f else "-"

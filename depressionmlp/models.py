@@ -21,7 +21,8 @@ import numpy as np
 
 from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
                                   GatedMLPBlock, LevelJitter, MotionJitter, MutualGuidance,
-                                  ScoreHead, SegmentCentre, SegmentSpeed, SplitStandardize)
+                                  ScoreHead, SegmentCentre, SegmentEnergy, SegmentSpeed,
+                                  SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
@@ -63,7 +64,8 @@ DEFAULT_OPTIONS = {
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)
-                                       # or "speed" (SegmentSpeed on R_X, R_Y)
+                                       # "speed" (SegmentSpeed on R_X, R_Y) or
+                                       # "energy" (SegmentEnergy on R_X, R_Y)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd), or
                                        # one sd per stream: {"R_X": .., "R_Y": .., "R_AU": ..}
@@ -77,7 +79,7 @@ DEFAULT_OPTIONS = {
 }
 
 KEYPOINT_FRAMES = ("image", "face")
-KEYPOINT_LEVELS = ("keep", "drop", "speed")
+KEYPOINT_LEVELS = ("keep", "drop", "speed", "energy")
 STANDARDIZE_MODES = (False, True, "column", "split")
 
 
@@ -298,7 +300,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         out["R_X"], out["R_Y"] = FaceFrame(name="face_frame")([out["R_X"], out["R_Y"]])
     if opts["keypoint_levels"] != "keep":
         layer, prefix = {"drop": (SegmentCentre, "centre"),
-                         "speed": (SegmentSpeed, "speed")}[opts["keypoint_levels"]]
+                         "speed": (SegmentSpeed, "speed"),
+                         "energy": (SegmentEnergy, "energy")}[opts["keypoint_levels"]]
         for s in ("R_X", "R_Y"):
             if s in out:
                 out[s] = layer(name=f"{prefix}_{s}")(out[s])

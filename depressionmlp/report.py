@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from depressionmlp import classical
+
 from depressionmlp import metrics
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (deep_update, load_config, write_json_atomic,
@@ -445,7 +447,7 @@ def plan_runs(corpus: str, data_root, seeds=(0, 1, 2), protocol=None, quick=Fals
                 continue
             seen.add(path.stem)
             base = load_config(path)
-            is_ridge = base.get("model", {}).get("name") == "StatsRidge"
+            is_ridge = base.get("model", {}).get("name") in classical.MODEL_NAMES
             for seed in ([seeds[0]] if is_ridge else seeds):
                 cfg = copy.deepcopy(base)
                 over = {"data": {"corpus": corpus, "data_root": str(data_root)},

@@ -220,9 +220,9 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["member_split"] not in MEMBER_SPLITS:
         raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
                                 f"got {t['member_split']!r}")
-    if t["ensemble"] < 2 or cfg["model"]["name"] == classical.MODEL_NAME:
+    if t["ensemble"] < 2 or cfg["model"]["name"] in classical.MODEL_NAMES:
         # only an ensemble's members split the data; a single model (ensemble = 1, e.g.
-        # a QUICK run under the default protocol) and StatsRidge (one fit, whatever the
+        # a QUICK run under the default protocol) and StatsRidge / StatsLasso (one fit, whatever the
         # ensemble) train on the train splits
         t["member_split"] = "fixed"
     if t["member_split"] == "cross" and cfg["data"]["select_split"] in cfg["data"]["train_splits"]:
@@ -663,7 +663,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     if resume_dir:                 # a folder prepared by the caller may not have started yet
         check_resumable(run_dir, require_started=False)
         clean_stray_files(run_dir)
-    if cfg["model"]["name"] == classical.MODEL_NAME:
+    if cfg["model"]["name"] in classical.MODEL_NAMES:
         return _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir)
     if t["ensemble"] > 1:
         return _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbacks)
@@ -837,9 +837,10 @@ def _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, r
 
 
 def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir):
-    """Fit the StatsRidge reference and write the same run directory files."""
+    """Fit a classical reference (StatsRidge, StatsLasso) and write the same run
+    directory files."""
     t0 = time.time()
-    model = classical.StatsRidge(streams).fit(train_table)
+    model = classical.build(cfg["model"]["name"], streams).fit(train_table)
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
                        "scale": scale, "params": model.count_params(), "alpha": model.alpha_}
     write_json_atomic(run_dir / "config.json", cfg)
@@ -996,7 +997,7 @@ def load_model_file(path) -> keras.Model:
 
 def load_run(model_path) -> tuple[keras.Model, dict]:
     """A run directory, or its model file, beside its ``config.json``: a Keras model,
-    or the StatsRidge reference for a classical run."""
+    or the StatsRidge / StatsLasso reference for a classical run."""
     p = Path(model_path)
     if p.is_dir() and (p / classical.MODEL_FILE).exists():
         p = p / classical.MODEL_FILE

@@ -11,7 +11,8 @@ from depressionmlp import classical, learnability, synth
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
 from depressionmlp.layers import (ColumnJitter, FaceFrame, LevelJitter, MotionJitter,
-                                  SegmentCentre, SegmentSpeed, SplitStandardize)
+                                  SegmentCentre, SegmentEnergy, SegmentSpeed,
+                                  SplitStandardize)
 
 
 # ----------------------------------------------------------------------------- corpora
@@ -104,6 +105,34 @@ def test_stats_ridge_learns_a_linear_level_and_averages_exactly():
     assert top.startswith("au10_")
 
 
+def test_stats_lasso_keeps_the_few_features_that_carry_a_sparse_cue(tmp_path):
+    """30 recordings, 135 statistics, the label in one AU column: the lasso keeps a
+    handful of coefficients, all on that column, and predicts new recordings better
+    than the ridge, which spreads its weight over the noise; it saves, loads as a
+    StatsLasso and predicts the same."""
+    train_t, test_t = _toy_table(np.random.default_rng(7)), _toy_table(np.random.default_rng(8))
+    for t in (train_t, test_t):          # a weaker cue: 1/4 of the toy's
+        t.arrays["R_AU"][..., 10] -= 0.75 * t.recording_labels[t.recording][:, None] / 20
+
+    def test_rmse(model):
+        seg = model.predict(test_t.arrays)[:, 0]
+        rec = np.bincount(test_t.recording, seg) / test_t.counts
+        return float(np.sqrt(np.mean((rec - test_t.recording_labels) ** 2)))
+
+    lasso = classical.StatsLasso().fit(train_t)
+    ridge = classical.StatsRidge().fit(train_t)
+    kept = [n for n, c in zip(lasso.feature_names, lasso.coef_) if c != 0]
+    assert 1 <= len(kept) <= 10 and lasso.count_params() == len(kept) + 1
+    weight = dict(zip(lasso.feature_names, np.abs(lasso.coef_)))
+    on_cue = sum(w for n, w in weight.items() if n.startswith("au10_"))
+    assert "au10_level" in kept and on_cue > 0.8 * sum(weight.values()), kept
+    assert test_rmse(lasso) < 0.8 * test_rmse(ridge), (test_rmse(lasso), test_rmse(ridge))
+    lasso.save(tmp_path / classical.MODEL_FILE)
+    again = classical.load(tmp_path / classical.MODEL_FILE)
+    assert type(again) is classical.StatsLasso and again.alpha_ == lasso.alpha_
+    np.testing.assert_allclose(again.predict(test_t.arrays), lasso.predict(test_t.arrays))
+
+
 def test_stats_ridge_keypoints_ignore_face_position_and_scale():
     rng = np.random.default_rng(1)
     x, y = rng.normal(0.5, 0.1, (2, 4, 18, 68))
@@ -149,6 +178,20 @@ def test_face_frame_matches_numpy_and_removes_placement():
     np.testing.assert_allclose(moved[0], out_x, rtol=1e-3, atol=1e-4)
 
 
+def test_segment_energy_is_centred_motion_plus_mean_speed():
+    """``y_t = x_t - mean_t x + mean_t |x_t - x_{t-1}|``, checked against NumPy; the
+    face shape drops out, and a point that moves twice as far has twice the level."""
+    rng = np.random.default_rng(14)
+    motion = rng.normal(0, 0.02, (3, 6, 8)).astype("float32")
+    shapes = rng.normal(0, 1.0, (3, 1, 8)).astype("float32")
+    out = np.asarray(SegmentEnergy()(motion + shapes))
+    speed = np.abs(np.diff(motion, axis=1)).mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(out, motion - motion.mean(1, keepdims=True) + speed, atol=1e-5)
+    np.testing.assert_allclose(out.mean(axis=1), speed[:, 0], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(SegmentEnergy()(2 * motion + shapes)), 2 * out,
+                               atol=1e-5)
+
+
 def test_segment_centre_keeps_motion_and_removes_face_shape():
     rng = np.random.default_rng(4)
     motion = rng.normal(0, 0.02, (3, 6, 8)).astype("float32")
@@ -184,13 +227,15 @@ def test_segment_speed_is_the_absolute_step_and_forgets_face_shape():
     np.testing.assert_allclose(np.asarray(SegmentSpeed()(2 * pos + shapes)), 2 * out, atol=1e-5)
 
 
-def test_keypoint_levels_speed_builds_and_round_trips(tmp_path):
+@pytest.mark.parametrize("levels", ["speed", "energy"])
+def test_keypoint_levels_speed_and_energy_build_and_round_trip(levels, tmp_path):
     from depressionmlp.models import build_model
     model = build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_frame="face",
-                        keypoint_levels="speed", standardize="split")
+                        keypoint_levels=levels, standardize="split")
     names = [layer.name for layer in model.layers]
-    assert {"speed_R_X", "speed_R_Y"} <= set(names) and "speed_R_AU" not in names
-    assert names.index("face_frame") < names.index("speed_R_X") < names.index("standardize_R_X")
+    assert {f"{levels}_R_X", f"{levels}_R_Y"} <= set(names) and f"{levels}_R_AU" not in names
+    assert (names.index("face_frame") < names.index(f"{levels}_R_X")
+            < names.index("standardize_R_X"))
     rng = np.random.default_rng(2)
     arrays = {s: rng.normal(0.5, 0.1, (4, 6, 8)).astype("float32") for s in model.input}
     model.save(tmp_path / "m.keras")
@@ -369,8 +414,8 @@ def test_default_model_saves_and_loads_safely(tmp_path):
 
 def test_suite_rows_and_table():
     rows = {name for name, _, _ in learnability.model_rows("static")}
-    assert {"StatsRidge", "StatsRidge train+dev", "DG+MG default", "DG+MG paper",
-            "DG+Linear au default"} == rows
+    assert {"StatsRidge", "StatsLasso", "StatsRidge train+dev", "DG+MG default",
+            "DG+MG paper", "DG+Linear au default"} == rows
     pooled = dict((n, c) for n, c, _ in learnability.model_rows("static"))
     assert pooled["StatsRidge train+dev"]["data"]["train_splits"] == ["train", "dev"]
     assert "DG+Linear xy default" in {n for n, _, _ in learnability.model_rows("motion")}
@@ -396,6 +441,13 @@ def test_suite_rows_and_table():
     assert "DG+MG default / ridge | DG+MG default / ridge train+dev |" in md
     line = next(l for l in md.splitlines() if l.startswith("| static"))
     assert line.rstrip().endswith(f"| {6.5 / 7.5:.2f} | {6.5 / 5.5:.2f} | {6.5 / 11:.2f} |")
+    for s in (0, 1):                   # with the lasso: its ratio after the pooled ridge's
+        results[f"static/s{s}"]["rows"]["StatsLasso"] = {"test_rmse": 4.0 + s, "seconds": 1}
+    md = learnability.to_markdown(results)
+    assert "DG+MG default / ridge train+dev | DG+MG default / lasso |" in md
+    line = next(l for l in md.splitlines() if l.startswith("| static"))
+    assert line.rstrip().endswith(
+        f"| {6.5 / 7.5:.2f} | {6.5 / 5.5:.2f} | {6.5 / 4.5:.2f} | {6.5 / 11:.2f} |")
 
 
 # ----------------------------------------------------------------------------- cue floor

@@ -364,15 +364,20 @@ def test_bad_config_key_and_value(tmp_path):
         train.resolve_config({"data": {"corpus": "avec2015"}}, "x.toml")
 
 
-def test_stats_ridge_trains_evaluates_and_predicts_through_the_cli(corpus, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["StatsRidge", "StatsLasso"])
+def test_classical_models_train_evaluate_and_predict_through_the_cli(name, corpus, tmp_path,
+                                                                      capsys):
     root, _ = corpus
     out = tmp_path / "runs"
-    assert main(["train", "--config", "experiments/baseline_ridge.toml", "--corpus",
+    config = {"StatsRidge": "baseline_ridge", "StatsLasso": "baseline_lasso"}[name]
+    assert main(["train", "--config", f"experiments/{config}.toml", "--corpus",
                  "synthetic", "--data-root", str(root), "--out", str(out), "--quiet"]) == 0
     (run_dir,) = list(out.iterdir())
     assert (run_dir / "model.ridge.json").exists() and not (run_dir / "best.keras").exists()
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["model"] == "StatsRidge" and metrics["alpha"] > 0
+    assert metrics["model"] == name and metrics["alpha"] > 0
+    assert json.loads((run_dir / "model.ridge.json").read_text())["format"] == \
+        f"depressionmlp.{name}/1"
     capsys.readouterr()
     assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
@@ -780,7 +785,12 @@ def test_demo_report_names_an_ensembles_members():
     result = {"model": "DG+MG+Linear", "params": 42192, "train_seconds": 151.2,
               "ensemble": 3, "run_dir": "runs/x", "splits": {"dev": split, "test": split},
               "members": [{"best_step": b, "steps_run": 3000} for b in (2600, 3000, 1800)]}
-    text = render_report(result, {}, "table")
+    refs = [{"name": n, "splits": {"dev": {"rmse": v}, "test": {"rmse": v + 1}}}
+            for n, v in (("StatsRidge", 8.0), ("StatsLasso", 6.5))]
+    text = render_report({**result, "baselines": refs}, {}, "table")
+    assert ("| split | recordings | model RMSE | model MAE | StatsRidge RMSE | StatsLasso RMSE "
+            "| mean-predictor RMSE | noise floor RMSE |\n|---|---|---|---|---|---|---|---|") in text
+    assert "| test | 20 | 7.50 | 6.00 | 9.00 | 7.50 | 11.00 | - |" in text
     assert ("the mean of 3 models, each at its best dev evaluation (step 2600 of 3000, "
             "3000 of 3000, 1800 of 3000), 42,192 parameters each") in text
     assert "members/<k>/" in text and "| dev | 20 |" in text

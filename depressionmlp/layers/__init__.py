@@ -8,8 +8,8 @@ from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
 from depressionmlp.layers.preprocessing import (ColumnJitter, FaceFrame, LevelJitter,
-                                                 MotionJitter, SegmentCentre, SegmentSpeed,
-                                                 SplitStandardize)
+                                                 MotionJitter, SegmentCentre, SegmentEnergy,
+                                                 SegmentSpeed, SplitStandardize)
 
 __all__ = [
     "ColumnJitter",
@@ -24,6 +24,7 @@ __all__ = [
     "MutualGuidance",
     "ScoreHead",
     "SegmentCentre",
+    "SegmentEnergy",
     "SegmentSpeed",
     "SplitStandardize",
 ]

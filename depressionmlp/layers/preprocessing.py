@@ -113,6 +113,34 @@ class SegmentCentre(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
+class SegmentEnergy(keras.layers.Layer):
+    """Each column's motion about its segment mean, with its mean speed as level.
+
+    ``y_t = (x_t - mean_t(x)) + mean_t |x_t - x_{t-1}|`` for one segment ``x`` of
+    shape (M, N) (batch axis omitted). Used on the keypoints
+    (``keypoint_levels="energy"``): the frame-by-frame motion of
+    :class:`SegmentCentre` is kept for the blocks, and the resting position (face
+    shape, i.e. identity) is replaced by how much the point moves, the level that
+    :class:`SegmentSpeed` gives, so a cue confined to a few points is a
+    per-column mean that one linear read-out finds **[choice]**. Under
+    ``standardize="split"`` the two parts are standardised apart.
+
+    Call args:
+        inputs: (batch, M, N), M >= 2.
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def call(self, inputs):
+        speed = ops.mean(ops.abs(inputs[:, 1:] - inputs[:, :-1]), axis=1, keepdims=True)
+        return inputs - ops.mean(inputs, axis=1, keepdims=True) + speed
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
 class SegmentSpeed(keras.layers.Layer):
     """Each column's frame-to-frame speed: how much, not where, a point moves.
 
