@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from depressionmlp.layers import (ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
+from depressionmlp.layers import (ColumnGate, ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
                                   GatedMLPBlock, LevelJitter, MotionJitter, MutualGuidance,
                                   ScoreHead, SegmentCentre, SegmentEnergy, SegmentSpeed,
                                   SplitStandardize)
@@ -76,6 +76,8 @@ DEFAULT_OPTIONS = {
                                        # motion (MotionJitter, sd; column_jitter_group shares)
     "column_dropout": 0.0,             # [choice] training-only: drop whole columns of a
                                        # segment (SpatialDropout1D, rate)
+    "column_gate_l1": 0.0,             # [choice] a trained gain per column under this L1
+                                       # penalty (ColumnGate; 0 = no gate)
 }
 
 KEYPOINT_FRAMES = ("image", "face")
@@ -321,6 +323,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         if opts["column_dropout"]:
             out[s] = keras.layers.SpatialDropout1D(float(opts["column_dropout"]),
                                                    name=f"column_dropout_{s}")(out[s])
+        if opts["column_gate_l1"]:
+            out[s] = ColumnGate(float(opts["column_gate_l1"]), name=f"column_gate_{s}")(out[s])
     return out
 
 

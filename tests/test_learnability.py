@@ -10,7 +10,7 @@ import pytest
 from depressionmlp import classical, learnability, synth
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
-from depressionmlp.layers import (ColumnJitter, FaceFrame, LevelJitter, MotionJitter,
+from depressionmlp.layers import (ColumnGate, ColumnJitter, FaceFrame, LevelJitter, MotionJitter,
                                   SegmentCentre, SegmentEnergy, SegmentSpeed,
                                   SplitStandardize)
 
@@ -190,6 +190,28 @@ def test_segment_energy_is_centred_motion_plus_mean_speed():
     np.testing.assert_allclose(out.mean(axis=1), speed[:, 0], atol=1e-5)
     np.testing.assert_allclose(np.asarray(SegmentEnergy()(2 * motion + shapes)), 2 * out,
                                atol=1e-5)
+
+
+def test_column_gate_scales_columns_and_adds_its_l1_penalty(tmp_path):
+    """``y = g * x`` with g = 1 at initialisation and ``l1 * sum |g|`` among the model's
+    losses; the option puts one gate per stream after the jitter and saves safely."""
+    from depressionmlp.models import build_model
+    x = np.random.default_rng(15).normal(0, 1, (2, 6, 8)).astype("float32")
+    gate = ColumnGate(0.05)
+    np.testing.assert_allclose(np.asarray(gate(x)), x)
+    gate.gain.assign(np.arange(8, dtype="float32") - 3)
+    np.testing.assert_allclose(np.asarray(gate(x)), x * (np.arange(8) - 3), atol=1e-6)
+    assert float(sum(gate.losses)) == pytest.approx(0.05 * np.abs(np.arange(8) - 3).sum())
+    with pytest.raises(ValueError, match="l1 must be >= 0"):
+        ColumnGate(-1.0)
+    model = build_model("DG+MG+Linear", segment_length=6, n_points=8, standardize="split",
+                        column_jitter=1.0, column_gate_l1=0.01)
+    names = [layer.name for layer in model.layers]
+    assert names.index("jitter_R_AU") < names.index("column_gate_R_AU")
+    assert float(sum(model.losses)) == pytest.approx(0.01 * 3 * 8)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert again.get_layer("column_gate_R_X").get_config()["l1"] == 0.01
 
 
 def test_segment_centre_keeps_motion_and_removes_face_shape():

@@ -7,11 +7,12 @@ All layers are registered for ``.keras`` saving under the package name
 from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
-from depressionmlp.layers.preprocessing import (ColumnJitter, FaceFrame, LevelJitter,
+from depressionmlp.layers.preprocessing import (ColumnGate, ColumnJitter, FaceFrame, LevelJitter,
                                                  MotionJitter, SegmentCentre, SegmentEnergy,
                                                  SegmentSpeed, SplitStandardize)
 
 __all__ = [
+    "ColumnGate",
     "ColumnJitter",
     "FaceFrame",
     "CrossAttentionFusion",

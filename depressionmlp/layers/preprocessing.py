@@ -141,6 +141,48 @@ class SegmentEnergy(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
+class ColumnGate(keras.layers.Layer):
+    """A trained gain per column under an L1 penalty: the lasso's prior at the input.
+
+    ``y = g * x`` with ``g`` (N,) initialised to 1 and ``l1 * sum_j |g_j|`` added to
+    the training loss, so columns that do not pay for their penalty are shrunk
+    towards 0 before any block sees them **[choice]**.
+
+    Args:
+        l1: the penalty per unit of gain (>= 0).
+
+    Call args:
+        inputs: (batch, M, N).
+
+    Returns:
+        (batch, M, N).
+    """
+
+    def __init__(self, l1: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not float(l1) >= 0:
+            raise ValueError(f"ColumnGate: l1 must be >= 0, got {l1}.")
+        self.l1 = float(l1)
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(
+            shape=(int(input_shape[-1]),), initializer="ones", name="gain",
+            regularizer=keras.regularizers.L1(self.l1) if self.l1 else None)
+        self.built = True
+
+    def call(self, inputs):
+        return inputs * self.gain
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["l1"] = self.l1
+        return config
+
+
+@keras.saving.register_keras_serializable(package="depressionmlp")
 class SegmentSpeed(keras.layers.Layer):
     """Each column's frame-to-frame speed: how much, not where, a point moves.
 
