@@ -22,7 +22,8 @@ ridge regression (alpha by cross-validation over training subjects) is fit on th
 The lasso differs only in its penalty: with 25-60 training recordings and 135
 features, a cue carried by one or two of them (the brows' motion, the blinks' AU45
 spread) is spread by the ridge over every feature that fits the training noise,
-while the lasso keeps the few that carry it. Because scaler and model are affine, the mean of the per-segment predictions is
+while the lasso keeps the few that carry it. Because scaler and model are affine,
+the mean of the per-segment predictions is
 exactly the prediction from the recording's features, so the model predicts per
 segment and is evaluated, aggregated and served like the deep models.
 
@@ -186,7 +187,8 @@ class StatsRidge:
     # ----------------------------------------------------------------- saving
 
     def to_json(self) -> dict:
-        return {"format": self.format, "streams": list(self.streams), "alphas": list(self.alphas),
+        return {"format": self.format, "streams": list(self.streams),
+                "alphas": list(self.alphas),
                 "alpha": self.alpha_, "feature_names": self.feature_names,
                 "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
                 "coef": self.coef_.tolist(), "intercept": self.intercept_}
@@ -239,13 +241,14 @@ class StatsLasso(StatsRidge):
         return 0 if self.coef_ is None else int(np.count_nonzero(self.coef_) + 1)
 
 
-#: format -> class, for :func:`load`.
-CLASSES = {FORMAT: StatsRidge, LASSO_FORMAT: StatsLasso}
+#: The classical models by their ``[model] name``, and by their file's ``format``.
+MODELS = {cls.name: cls for cls in (StatsRidge, StatsLasso)}
+CLASSES = {cls.format: cls for cls in MODELS.values()}
 
 
 def build(name: str, streams):
     """An unfitted classical model by its ``[model] name``."""
-    return {MODEL_NAME: StatsRidge, LASSO_NAME: StatsLasso}[name](streams)
+    return MODELS[name](streams)
 
 
 def load(path) -> StatsRidge:

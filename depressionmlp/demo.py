@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from depressionmlp import classical
 from depressionmlp.errors import DataError
 from depressionmlp.runs import load_config, write_json_atomic, write_text_atomic
 
@@ -42,10 +43,6 @@ def ensure_synthetic(data_root, **params) -> dict:
     return result
 
 
-#: The classical references the demo fits beside the model (depressionmlp/classical.py).
-REFERENCES = ("StatsRidge", "StatsLasso")
-
-
 def run_demo(data_root="data", out="outputs/demo", config="experiments/demo.toml",
              max_minutes=None) -> dict:
     from depressionmlp.cli import format_result_table
@@ -60,7 +57,7 @@ def run_demo(data_root="data", out="outputs/demo", config="experiments/demo.toml
     run_dir, result = train(cfg, out_base=Path(out) / "runs", source=config)
     result["wall_seconds"] = round(time.time() - t0, 1)
     result["baselines"] = []
-    for name in REFERENCES:
+    for name in classical.MODEL_NAMES:        # the classical references, beside the model
         ref_cfg = {"name": name, "model": {"name": name, "inputs": "all"},
                    "data": dict(cfg["data"])}
         _, ref = train(ref_cfg, out_base=Path(out) / "runs", source=config)

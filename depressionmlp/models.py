@@ -19,10 +19,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from depressionmlp.layers import (ColumnGate, ColumnJitter, CrossAttentionFusion, DualGating, FaceFrame,
-                                  GatedMLPBlock, LevelJitter, MotionJitter, MutualGuidance,
-                                  ScoreHead, SegmentCentre, SegmentEnergy, SegmentSpeed,
-                                  SplitStandardize)
+from depressionmlp.layers import (ColumnGate, ColumnJitter, CrossAttentionFusion, DualGating,
+                                  FaceFrame, GatedMLPBlock, LevelJitter, MotionJitter,
+                                  MutualGuidance, ScoreHead, SegmentCentre, SegmentEnergy,
+                                  SegmentSpeed, SplitStandardize)
 
 MODEL_NAMES = ("gMLP+Linear", "CLG+Linear", "CFG+Linear", "DG+Linear",
                "DG+CA+Linear", "DG+GPU+Linear", "DG+GUP+Linear", "DG+MG+Linear")
