@@ -65,7 +65,8 @@ DEFAULT_OPTIONS = {
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)
                                        # "speed" (SegmentSpeed on R_X, R_Y) or
-                                       # "energy" (SegmentEnergy on R_X, R_Y)
+                                       # "energy" (SegmentEnergy on R_X, R_Y; the
+                                       # default protocol's)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd), or
                                        # one sd per stream: {"R_X": .., "R_Y": .., "R_AU": ..}
