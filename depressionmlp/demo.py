@@ -95,6 +95,9 @@ def settings_line(cfg: dict) -> str:
     elif m.get("keypoint_levels", "keep") == "energy":
         notes.append("keypoints minus their segment mean, with their mean speed as "
                      "level [choice]")
+    if m.get("au_levels", "keep") == "interleave":
+        notes.append("AUs at their resting levels, Eq. 3's interpolated AU columns as "
+                     "motion with their mean speed as level [choice]")
     if m.get("standardize") == "split":
         notes.append("resting level and motion standardised apart with training "
                      "statistics [choice]")

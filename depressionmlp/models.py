@@ -67,6 +67,9 @@ DEFAULT_OPTIONS = {
                                        # "speed" (SegmentSpeed on R_X, R_Y) or
                                        # "energy" (SegmentEnergy on R_X, R_Y; the
                                        # default protocol's)
+    "au_levels": "keep",               # [choice] "keep" (Eq. 3) or "interleave" (Eq. 3's
+                                       # interpolated columns read as energy;
+                                       # SegmentEnergy(columns="odd") on R_AU)
     "standardize": False,              # [choice] False, True/"column" or "split" (train stats)
     "column_jitter": 0.0,              # [choice] training-only offsets per column (sd), or
                                        # one sd per stream: {"R_X": .., "R_Y": .., "R_AU": ..}
@@ -83,6 +86,7 @@ DEFAULT_OPTIONS = {
 
 KEYPOINT_FRAMES = ("image", "face")
 KEYPOINT_LEVELS = ("keep", "drop", "speed", "energy")
+AU_LEVELS = ("keep", "interleave")
 STANDARDIZE_MODES = (False, True, "column", "split")
 
 
@@ -288,6 +292,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
     if opts["keypoint_levels"] not in KEYPOINT_LEVELS:
         raise ValueError(f"keypoint_levels must be one of {KEYPOINT_LEVELS}, "
                          f"got {opts['keypoint_levels']!r}.")
+    if opts["au_levels"] not in AU_LEVELS:
+        raise ValueError(f"au_levels must be one of {AU_LEVELS}, got {opts['au_levels']!r}.")
     if not float(opts["level_jitter"]) >= 0:
         raise ValueError(f"level_jitter must be >= 0, got {opts['level_jitter']!r}.")
     jitter = per_stream(opts["column_jitter"], "column_jitter")
@@ -308,6 +314,8 @@ def _condition_inputs(model_inputs: dict, opts: dict) -> dict:
         for s in ("R_X", "R_Y"):
             if s in out:
                 out[s] = layer(name=f"{prefix}_{s}")(out[s])
+    if opts["au_levels"] == "interleave" and "R_AU" in out:
+        out["R_AU"] = SegmentEnergy(columns="odd", name="energy_R_AU")(out["R_AU"])
     for s in list(out):
         if mode == "split":
             out[s] = SplitStandardize(name=f"standardize_{s}")(out[s])

@@ -266,6 +266,46 @@ def test_keypoint_levels_speed_and_energy_build_and_round_trip(levels, tmp_path)
                                model.predict(arrays, verbose=0), atol=1e-6)
 
 
+def test_au_levels_interleave_reads_eq3_interpolated_columns_as_energy(tmp_path):
+    """au_levels = "interleave": the AU columns of Eq. 3 (even 0-based indices) keep
+    their frames, so resting levels (a static cue) survive; the interpolated ones
+    (odd) become centred motion plus mean speed. Checked against NumPy."""
+    from depressionmlp.models import build_model
+    from depressionmlp.data.segments import widen_aus
+    rng = np.random.default_rng(4)
+    au = widen_aus(rng.uniform(0, 3, (3, 6, 35)), 68)                       # (3, 6, 68)
+    out = np.asarray(SegmentEnergy(columns="odd")(au))
+    np.testing.assert_array_equal(out[..., ::2], au[..., ::2])               # every AU, as is
+    odd = au[..., 1::2]
+    speed = np.abs(np.diff(odd, axis=1)).mean(1, keepdims=True)
+    np.testing.assert_allclose(out[..., 1::2], odd - odd.mean(1, keepdims=True) + speed,
+                               atol=1e-5)
+    # a subject with higher AU baselines: the kept columns move, the read ones do not
+    shifted = np.asarray(SegmentEnergy(columns="odd")(au + 1.5))
+    np.testing.assert_allclose(shifted[..., ::2], out[..., ::2] + 1.5, atol=1e-5)
+    np.testing.assert_allclose(shifted[..., 1::2], out[..., 1::2], atol=1e-5)
+    with pytest.raises(ValueError, match="columns"):
+        SegmentEnergy(columns="even")
+    model = build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_frame="face",
+                        keypoint_levels="energy", au_levels="interleave", standardize="split")
+    names = [layer.name for layer in model.layers]
+    assert names.index("energy_R_AU") < names.index("standardize_R_AU")
+    assert model.get_layer("energy_R_AU").columns == "odd"
+    assert model.get_layer("energy_R_X").columns == "all"
+    plain = build_model("DG+MG+Linear", segment_length=6, n_points=8, keypoint_frame="face",
+                        keypoint_levels="energy", standardize="split")
+    assert "energy_R_AU" not in [layer.name for layer in plain.layers]
+    assert model.count_params() == plain.count_params()
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert again.get_layer("energy_R_AU").columns == "odd"
+    arrays = {s: rng.normal(0.5, 0.1, (4, 6, 8)).astype("float32") for s in model.input}
+    np.testing.assert_allclose(again.predict(arrays, verbose=0),
+                               model.predict(arrays, verbose=0), atol=1e-6)
+    with pytest.raises(ValueError, match="au_levels"):
+        build_model("DG+MG+Linear", segment_length=6, n_points=8, au_levels="speed")
+
+
 def test_split_standardize_keeps_only_motion_of_centred_columns():
     rng = np.random.default_rng(6)
     data = rng.normal(0, 0.02, (40, 12, 4)).astype("float32")

@@ -125,6 +125,18 @@ class SegmentEnergy(keras.layers.Layer):
     per-column mean that one linear read-out finds **[choice]**. Under
     ``standardize="split"`` the two parts are standardised apart.
 
+    With ``columns="odd"`` only the columns at odd (0-based) indices are read so
+    and the others pass through unchanged: used on the AUs (``au_levels =
+    "interleave"``). Eq. 3 widens P AU columns to N = 2P - 2 by putting each AU
+    at an even index and the mean of two neighbours at the odd index between
+    them, so the even columns keep every AU's resting level (static cues, e.g.
+    less smiling at rest) and the interpolated ones, which repeat that
+    information, carry how much the neighbouring AUs move instead (blinks,
+    expressive variability) **[choice]**.
+
+    Args:
+        columns: ``"all"`` (default) or ``"odd"``.
+
     Call args:
         inputs: (batch, M, N), M >= 2.
 
@@ -132,12 +144,30 @@ class SegmentEnergy(keras.layers.Layer):
         (batch, M, N).
     """
 
+    COLUMNS = ("all", "odd")
+
+    def __init__(self, columns: str = "all", **kwargs):
+        super().__init__(**kwargs)
+        if columns not in self.COLUMNS:
+            raise ValueError(f"SegmentEnergy: columns must be one of {self.COLUMNS}, "
+                             f"got {columns!r}.")
+        self.columns = columns
+
     def call(self, inputs):
         speed = ops.mean(ops.abs(inputs[:, 1:] - inputs[:, :-1]), axis=1, keepdims=True)
-        return inputs - ops.mean(inputs, axis=1, keepdims=True) + speed
+        energy = inputs - ops.mean(inputs, axis=1, keepdims=True) + speed
+        if self.columns == "all":
+            return energy
+        odd = ops.cast(ops.arange(ops.shape(inputs)[-1]) % 2 == 1, inputs.dtype)
+        return inputs + odd * (energy - inputs)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["columns"] = self.columns
+        return config
 
 
 @keras.saving.register_keras_serializable(package="depressionmlp")
