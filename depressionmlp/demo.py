@@ -132,13 +132,24 @@ def settings_line(cfg: dict) -> str:
         where = ("each model's held-out fold" if t.get("member_split", "fixed") == "cross"
                  else "dev")
         notes.append(f"score {t['calibrate']} fitted on {where} after training [choice]")
+    views = len(t.get("member_model", []))
+    fit = t.get("member_weights", "equal") == "fit"
     if t.get("ensemble", 1) > 1:
-        notes.append(f"the mean of {t['ensemble']} such models trained with different seeds "
+        notes.append(f"{t['ensemble'] * views} such models ({views} views x {t['ensemble']} "
+                     "folds) trained with different seeds (paper: one) [choice]" if fit else
+                     f"the mean of {t['ensemble']} such models trained with different seeds "
                      "(paper: one) [choice]")
         if t.get("member_split", "fixed") == "cross":
             notes.append(f"model k trains on {t['ensemble'] - 1} of {t['ensemble']} subject "
                          "folds of train + dev and is selected and calibrated on fold k; dev "
                          "is scored out of fold [choice]")
+        if fit:
+            notes.append(f"each of the {views} views of train.member_model trained on every "
+                         "fold, the views weighted by a convex least-squares fit to the "
+                         "pooled out-of-fold scores [choice]")
+        elif views:
+            notes.append(f"model k reads the input as view k mod {views} of "
+                         "train.member_model [choice]")
     if seg.get("center", "none") != "none":
         notes.append(f"inputs centred per {seg['center']} [choice]")
     name = cfg.get("protocol", "default")
@@ -164,7 +175,11 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
                     f"{'-' if nf is None else f'{nf:.2f}'} |")
     if result.get("ensemble", 1) > 1:
         steps = ", ".join(f"{m['best_step']} of {m['steps_run']}" for m in result["members"])
-        what = (f"the mean of {result['ensemble']} models, each at its best dev evaluation "
+        how = (f"a weighted mean of {result['ensemble']} models (view weights "
+               + " / ".join(f"{w:.2f}" for w in result["view_weights"])
+               + ", fitted out of fold)" if "view_weights" in result
+               else f"the mean of {result['ensemble']} models")
+        what = (f"{how}, each at its best dev evaluation "
                 f"(step {steps}), {result['params']:,} parameters each")
     else:
         what = (f"the best dev evaluation (step {result['best_step']} of "

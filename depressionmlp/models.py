@@ -225,7 +225,7 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
 MEMBER_NAME = "member_{}"
 
 
-def ensemble_model(members: list, name: str = "ensemble") -> keras.Model:
+def ensemble_model(members: list, name: str = "ensemble", weights=None) -> keras.Model:
     """The mean score of ``members`` (``train.ensemble``): one functional model
     holding the K member models, named ``member_0`` ... ``member_{K-1}``.
 
@@ -233,16 +233,21 @@ def ensemble_model(members: list, name: str = "ensemble") -> keras.Model:
         members: K >= 2 models with the same input dict {stream: (batch, M, N)} and
             a (batch, 1) score each, named :data:`MEMBER_NAME` (unique names).
         name: the ensemble model's name.
+        weights: None (the plain mean, ``keras.layers.Average``) or K floats >= 0
+            summing to 1 (:class:`~depressionmlp.layers.WeightedMean`,
+            ``train.member_weights = "fit"``).
 
     Returns:
         ``keras.Model``, the same inputs, output (batch, 1) = mean of the K scores,
         named "score".
     """
+    from depressionmlp.layers import WeightedMean
     inputs = {s: keras.Input(shape=tuple(t.shape[1:]), name=s, dtype="float32")
               for s, t in members[0].input.items()}
     scores = [m(inputs) for m in members]
-    return keras.Model(inputs, keras.layers.Average(name="score", dtype="float32")(scores),
-                       name=name)
+    combine = (keras.layers.Average(name="score", dtype="float32") if weights is None else
+               WeightedMean(weights, name="score", dtype="float32"))
+    return keras.Model(inputs, combine(scores), name=name)
 
 
 def ensemble_members(model: keras.Model) -> list:

@@ -135,6 +135,15 @@ DEFAULT_CONFIG = {
         # member that held it out). The default protocol sets "cross"; a single model
         # (ensemble = 1) and StatsRidge resolve to "fixed"
         "member_split": "fixed",
+        # [choice] how the saved ensemble weighs its members: "equal" (their mean) or
+        # "fit", with member_split = "cross" and a train.member_model of V >= 2 views
+        # (ways of reading the input): every view is trained on every fold (ensemble x V
+        # models; model j is view j // ensemble on fold j % ensemble), and the saved
+        # model is sum_v w_v (mean of view v's models), with w >= 0, sum w = 1 fitted
+        # to the pooled train + select recordings' out-of-fold scores (each recording
+        # scored by the models that held it out): the data choose how much of each
+        # reading to keep. Single models and StatsRidge resolve to "equal"
+        "member_weights": "equal",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -152,6 +161,7 @@ CALIBRATIONS = ("none", "slope")
 ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated")
 MEMBER_SPLITS = ("fixed", "cross")
+MEMBER_WEIGHTS = ("equal", "fit")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
 #: kept as data in experiments/protocols/<name>.toml.
@@ -229,6 +239,16 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, "train.member_split = 'cross' needs a data.select_split "
                                 "that is not one of data.train_splits (or set "
                                 "train.member_split = 'fixed')")
+    if t["member_weights"] not in MEMBER_WEIGHTS:
+        raise DataError(source, f"train.member_weights must be one of {list(MEMBER_WEIGHTS)}, "
+                                f"got {t['member_weights']!r}")
+    if t["ensemble"] < 2 or cfg["model"]["name"] in classical.MODEL_NAMES:
+        t["member_weights"] = "equal"
+    if t["member_weights"] == "fit" and (t["member_split"] != "cross"
+                                         or len(t["member_model"]) < 2):
+        raise DataError(source, "train.member_weights = 'fit' needs train.member_split = "
+                                "'cross' and a train.member_model of at least two views "
+                                "(e.g. [{}, {au_levels = \"interleave\"}])")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):
@@ -283,10 +303,23 @@ def _check_member_model(entries, source):
             raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
 
 
+def member_layout(cfg: dict) -> list[tuple[int, int]]:
+    """(fold, view) of each ensemble member: with ``member_weights = "equal"`` member
+    k is fold k (its select split under a cross split) and view k mod V; with "fit"
+    there are K x V members, member j being view j // K on fold j % K (K =
+    ``train.ensemble``, V = len(``train.member_model``), at least 1)."""
+    t = cfg["train"]
+    k_folds, views = t["ensemble"], max(1, len(t["member_model"]))
+    if t["member_weights"] == "fit":
+        return [(j % k_folds, j // k_folds) for j in range(k_folds * views)]
+    return [(k, k % views) for k in range(k_folds)]
+
+
 def member_overrides(cfg: dict, k: int) -> dict:
-    """Member ``k``'s entry of ``train.member_model`` ({} when the list is empty)."""
+    """Member ``k``'s entry of ``train.member_model``: its view's ({} when the list
+    is empty)."""
     entries = cfg["train"]["member_model"]
-    return entries[k % len(entries)] if entries else {}
+    return entries[member_layout(cfg)[k][1]] if entries else {}
 
 
 def segment_settings(cfg: dict) -> SegmentSettings:
@@ -854,21 +887,22 @@ def _train_classical(cfg, tables, train_table, streams, scale, settings, run_dir
 
 def member_config(cfg: dict, k: int) -> dict:
     """Ensemble member ``k``'s config: the run's, one model, seed + 100 k, 1/K of
-    the run's ``max_minutes``, and entry k (mod its length) of ``train.member_model``
-    over its ``[model]`` (with a cross split, one training split: its folds, see
-    :func:`member_tables`)."""
+    the run's ``max_minutes`` (K = the number of members), and its view's entry of
+    ``train.member_model`` (:func:`member_layout`) over its ``[model]`` (with a
+    cross split, one training split: its folds, see :func:`member_tables`)."""
     m = copy.deepcopy(cfg)
     m.pop("resolved", None)
     m["name"] = f"{cfg['name']}-member{k}"
     m["train"]["ensemble"] = 1
     m["model"] = deep_update(m["model"], member_overrides(cfg, k))
     m["train"]["member_model"] = []
+    m["train"]["member_weights"] = "equal"
     m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
     if cfg["train"]["member_split"] == "cross":   # its folds come as one training split
         m["train"]["member_split"] = "fixed"
         m["data"]["train_splits"] = m["data"]["train_splits"][:1]
     if m["train"]["max_minutes"]:             # the run's wall-clock budget, shared
-        m["train"]["max_minutes"] = m["train"]["max_minutes"] / cfg["train"]["ensemble"]
+        m["train"]["max_minutes"] = m["train"]["max_minutes"] / len(member_layout(cfg))
     return m
 
 
@@ -886,88 +920,136 @@ def cross_folds(cfg: dict, train_table: SegmentTable, select_table: SegmentTable
                         f"splits") from None
 
 
-def member_tables(cfg: dict, tables: dict, train_table: SegmentTable, folds, k: int) -> dict:
-    """Ensemble member ``k``'s tables: the run's, or with ``folds`` (a cross split) the
-    pooled train + select recordings outside fold k as its training split and those
-    in it as its select split."""
+def member_tables(cfg: dict, tables: dict, train_table: SegmentTable, folds,
+                  fold: int) -> dict:
+    """The tables of an ensemble member on fold ``fold``: the run's, or with ``folds``
+    (a cross split) the pooled train + select recordings outside the fold as its
+    training split and those in it as its select split."""
     if folds is None:
         return tables
     d = cfg["data"]
     pool = SegmentTable.concat([train_table, tables[d["select_split"]]])
-    return {**tables, d["train_splits"][0]: pool.subset(np.flatnonzero(folds != k)),
-            d["select_split"]: pool.subset(np.flatnonzero(folds == k))}
+    return {**tables, d["train_splits"][0]: pool.subset(np.flatnonzero(folds != fold)),
+            d["select_split"]: pool.subset(np.flatnonzero(folds == fold))}
 
 
-def out_of_fold(members, cfg: dict, select_table: SegmentTable, folds_of_select,
-                train_labels) -> tuple[dict, list[dict]]:
-    """Metrics and rows of the select split with each recording scored by the one
-    member that held it out (its fold's member): a cross ensemble's honest dev."""
-    streams, scale = model_streams(cfg), SCALES[cfg["data"]["corpus"]]
-    ids, pred, true = [], [], []
-    for k, member in enumerate(members):
-        idx = np.flatnonzero(folds_of_select == k)
+def view_scores(members, layout, table: SegmentTable, folds, streams):
+    """Out-of-fold recording scores of each view: (ids (R,), P (R, V), true (R,)),
+    P[r, v] the score of view v's member on recording r's fold (NaN where that fold
+    has no member of view v; ``folds``: (R,) fold of each of ``table``'s recordings)."""
+    n_views = 1 + max(v for _, v in layout)
+    rec_ids = table.recording_ids
+    P = np.full((table.n_recordings, n_views), np.nan)
+    true = np.asarray(table.recording_labels, dtype=np.float64)
+    where = {rid: i for i, rid in enumerate(rec_ids)}
+    for member, (fold, view) in zip(members, layout):
+        idx = np.flatnonzero(folds == fold)
         if idx.size:
-            part = select_table.subset(idx)
-            r_ids, r_pred, r_true = metrics.aggregate_by_recording(
-                part.recording_ids[part.recording],
-                predict_segments(member, part, streams), part.labels)
-            ids.append(r_ids), pred.append(r_pred), true.append(r_true)
-    ids, pred, true = (np.concatenate(a) for a in (ids, pred, true))
+            part = table.subset(idx)
+            r_ids, r_pred, _ = metrics.aggregate_by_recording(
+                part.recording_ids[part.recording], predict_segments(member, part, streams),
+                part.labels)
+            P[[where[r] for r in r_ids], view] = r_pred
+    return np.asarray(rec_ids), P, true
+
+
+def combine_views(P, weights) -> np.ndarray:
+    """(R,) weighted mean of each row of ``P`` (R, V) over its views that have a score
+    (not NaN), with ``weights`` (V,)."""
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), P.shape)
+    has = ~np.isnan(P)
+    return np.where(has, P * w, 0.0).sum(axis=1) / np.where(has, w, 0.0).sum(axis=1)
+
+
+def fit_view_weights(P, y) -> np.ndarray:
+    """``train.member_weights = "fit"``: w (V,) >= 0 with sum 1 minimising
+    ``||P w - y||`` over recordings (P (R, V) out-of-fold scores, y (R,) labels), by
+    non-negative least squares with the sum as a heavily weighted extra row."""
+    from scipy.optimize import nnls
+    P, y = np.asarray(P, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    rho = 1e3 * max(1.0, float(np.abs(P).max()))
+    w, _ = nnls(np.vstack([P, np.full((1, P.shape[1]), rho)]), np.append(y, rho))
+    return w / w.sum()
+
+
+def out_of_fold(members, layout, weights, cfg: dict, select_table: SegmentTable,
+                folds_of_select, train_labels) -> tuple[dict, list[dict]]:
+    """Metrics and rows of the select split with each recording scored by the members
+    that held it out (its fold's members, views weighted by ``weights``): a cross
+    ensemble's honest dev."""
+    streams, scale = model_streams(cfg), SCALES[cfg["data"]["corpus"]]
+    ids, P, true = view_scores(members, layout, select_table, folds_of_select, streams)
     order = np.argsort(ids, kind="stable")
-    result, rows = score_recordings(select_table, ids[order], pred[order], true[order], scale,
-                                    train_labels)
+    result, rows = score_recordings(select_table, ids[order], combine_views(P, weights)[order],
+                                    true[order], scale, train_labels)
     result["out_of_fold"] = True
     return result, rows
 
 
 def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbacks):
-    """``train.ensemble = K``: train K members (each a whole run, in
-    ``<run_dir>/members/<k>``; a finished member is kept on resume, a killed one
-    resumes), save their mean as ``best.keras`` and evaluate it. With
-    ``train.member_split = "cross"`` member k trains and selects on its own folds
+    """``train.ensemble = K``: train the members (:func:`member_layout`; each a
+    whole run, in ``<run_dir>/members/<j>``; a finished member is kept on resume, a
+    killed one resumes), save their mean (or, with ``train.member_weights = "fit"``,
+    their view-weighted mean) as ``best.keras`` and evaluate it. With
+    ``train.member_split = "cross"`` a member trains and selects on its own folds
     (:func:`member_tables`) and the select split is scored out of fold
     (:func:`out_of_fold`); the other splits score the saved ensemble."""
     from depressionmlp.models import MEMBER_NAME, ensemble_model
     t, d = cfg["train"], cfg["data"]
-    k_members = t["ensemble"]
+    layout = member_layout(cfg)
+    n_views = 1 + max(v for _, v in layout)
     streams, scale = model_streams(cfg), SCALES[d["corpus"]]
     folds = (cross_folds(cfg, train_table, tables[d["select_split"]])
              if t["member_split"] == "cross" else None)
     # written first: the folder is a started run (train --resume finds it)
     write_json_atomic(run_dir / "config.json", cfg)
     members, records = [], []
-    for k in range(k_members):
-        member_dir = run_dir / "members" / str(k)
+    for j, (fold, view) in enumerate(layout):
+        member_dir = run_dir / "members" / str(j)
         if not (member_dir / "metrics.json").exists():
             member_dir.mkdir(parents=True, exist_ok=True)
-            train(member_config(cfg, k), resume_dir=member_dir,
-                  tables=member_tables(cfg, tables, train_table, folds, k), source=source,
+            train(member_config(cfg, j), resume_dir=member_dir,
+                  tables=member_tables(cfg, tables, train_table, folds, fold), source=source,
                   callbacks=callbacks, protocol=cfg["protocol"])
         mres = json.loads((member_dir / "metrics.json").read_text())
         mcfg = json.loads((member_dir / "config.json").read_text())
         # rebuilt under a member name (names are unique inside the ensemble); the
         # member's config holds its own calibrated score_scale
-        member = build_model_from_config(mcfg, settings, model_name=MEMBER_NAME.format(k))
+        member = build_model_from_config(mcfg, settings, model_name=MEMBER_NAME.format(j))
         member.set_weights(load_model_file(member_dir / "best.keras").get_weights())
         members.append(member)
         records.append({"seed": mcfg["train"]["seed"],
-                        "model_overrides": member_overrides(cfg, k),
+                        "model_overrides": member_overrides(cfg, j),
                         "best_step": mres["best_step"],
                         "steps_run": mres["steps_run"], "train_seconds": mres["train_seconds"],
                         "calibration": mres.get("calibration"),
-                        **({"select_recordings": int(np.sum(folds == k))}
+                        **({"fold": fold, "view": view,
+                            "select_recordings": int(np.sum(folds == fold))}
                            if folds is not None else {}),
                         **{f"{s}_rmse": mres["splits"][s]["rmse"] for s in mres["splits"]}})
-    model = ensemble_model(members, name=f"{cfg['model']['name'].replace('+', '_')}_ensemble")
+    view_weights = np.full(n_views, 1.0 / n_views)
+    weights = None                                  # the plain mean of the members
+    if t["member_weights"] == "fit":
+        pool = SegmentTable.concat([train_table, tables[d["select_split"]]])
+        _, P, y = view_scores(members, layout, pool, folds, streams)
+        view_weights = fit_view_weights(P, y)
+        weights = [float(view_weights[v]) / t["ensemble"] for _, v in layout]
+        for r, w in zip(records, weights):
+            r["weight"] = w
+    model = ensemble_model(members, name=f"{cfg['model']['name'].replace('+', '_')}_ensemble",
+                           weights=weights)
     member_params = trainable_params(members[0])
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams), "scale": scale,
                        "params": member_params, "params_total": trainable_params(model),
-                       "ensemble": k_members, "members": records}
+                       "ensemble": len(layout), "members": records}
+    fitted = ({"view_weights": [round(float(w), 6) for w in view_weights]}
+              if weights is not None else {})
+    cfg["resolved"].update(fitted)
     write_json_atomic(run_dir / "config.json", cfg)
     save_model_atomic(model, run_dir / "best.keras")
     result = _result_header(cfg, member_params)
-    result.update({"ensemble": k_members, "params_total": trainable_params(model),
-                   "members": records,
+    result.update({"ensemble": len(layout), "params_total": trainable_params(model),
+                   "members": records, **fitted,
                    "best_step": max(r["best_step"] for r in records),
                    "steps_run": sum(r["steps_run"] for r in records),
                    "train_seconds": round(sum(r["train_seconds"] for r in records), 2),
@@ -977,7 +1059,7 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
     _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result,
                      skip=(d["select_split"],) if folds is not None else ())
     if folds is not None and d["select_split"] in d["eval_splits"]:
-        res, rows = out_of_fold(members, cfg, tables[d["select_split"]],
+        res, rows = out_of_fold(members, layout, view_weights, cfg, tables[d["select_split"]],
                                 folds[train_table.n_recordings:], train_table.recording_labels)
         write_predictions_csv(run_dir / f"predictions_{d['select_split']}.csv", rows)
         result["splits"] = {s: res if s == d["select_split"] else result["splits"][s]

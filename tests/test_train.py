@@ -562,6 +562,14 @@ def test_demo_settings_line_names_every_default_protocol_choice():
         "Protocol `paper`: the paper's")
     fixed = settings_line(train.resolve_config({"train": {"member_split": "fixed"}}))
     assert "slope fitted on dev" in fixed and "subject folds" not in fixed
+    B = {"au_levels": "interleave"}
+    fit = settings_line(train.resolve_config({"train": {"member_model": [{}, B],
+                                                        "member_weights": "fit"}}))
+    assert ("6 such models (2 views x 3 folds)" in fit and "each of the 2 views of "
+            "train.member_model trained on every fold, the views weighted by a convex "
+            "least-squares fit to the pooled out-of-fold scores" in fit), fit
+    mixed = settings_line(train.resolve_config({"train": {"member_model": [{}, B]}}))
+    assert "the mean of 3 such models" in mixed and "view k mod 2" in mixed
 
 
 class _KillInMember(__import__("keras").callbacks.Callback):
@@ -797,6 +805,10 @@ def test_demo_report_names_an_ensembles_members():
     assert "members/<k>/" in text and "| dev | 20 |" in text
     oof = {**result, "splits": {"dev": {**split, "out_of_fold": True}, "test": split}}
     assert "| dev (out of fold) | 20 |" in render_report(oof, {}, "table")
+    fitted = {**result, "ensemble": 6, "view_weights": [0.734, 0.266],
+              "members": result["members"] * 2}
+    assert ("a weighted mean of 6 models (view weights 0.73 / 0.27, fitted out of fold), "
+            "each at its best dev evaluation") in render_report(fitted, {}, "table")
     single = {k: v for k, v in result.items() if k not in ("ensemble", "members")}
     text = render_report({**single, "best_step": 2600, "steps_run": 6000}, {}, "table")
     assert "the best dev evaluation (step 2600 of 6000), 42,192 parameters" in text

@@ -5,6 +5,7 @@ All layers are registered for ``.keras`` saving under the package name
 """
 
 from depressionmlp.layers.baselines import CrossAttentionFusion, GatedMLPBlock
+from depressionmlp.layers.ensemble import WeightedMean
 from depressionmlp.layers.gating import CrossFrameGating, CrossLocationGating, DualGating
 from depressionmlp.layers.guidance import MutualGuidance, ScoreHead
 from depressionmlp.layers.preprocessing import (ColumnGate, ColumnJitter, FaceFrame, LevelJitter,
@@ -28,4 +29,5 @@ __all__ = [
     "SegmentEnergy",
     "SegmentSpeed",
     "SplitStandardize",
+    "WeightedMean",
 ]

@@ -1,0 +1,106 @@
+"""Ensembles whose members read the input in several ways (``train.member_model``
+views) with their weights fitted out of fold (``train.member_weights = "fit"``)."""
+
+import numpy as np
+import pytest
+
+from depressionmlp import synth, train
+from depressionmlp.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    synth.generate_corpus(root / "synthetic", n_subjects=30, seed=5, duration_s=(20, 25),
+                          cue="static")
+    return root
+
+
+def _config(root, **train_over):
+    t = {"steps": 20, "eval_every": 10, "seed": 0, "verbose": 0}
+    t.update(train_over)
+    return {"name": "t", "model": {"name": "DG+MG+Linear", "inputs": "all"},
+            "data": {"corpus": "synthetic", "data_root": str(root)}, "train": t}
+
+
+def test_fitted_view_weights_train_every_view_on_every_fold_and_weigh_them_out_of_fold(
+        corpus, tmp_path):
+    """train.member_weights = "fit" with two views and 2 folds: 4 members (view j // 2
+    on fold j % 2); the view weights are the convex least-squares fit to the pooled
+    out-of-fold scores, read here from the members' own dev CSVs and fitted by a grid;
+    the saved model (loaded safely) scores sum_j w_j member_j; dev is the weighted
+    out-of-fold score."""
+    root = corpus
+    interleave = {"au_levels": "interleave"}
+    cfg = _config(root, ensemble=2, member_split="cross",
+                  member_model=[{}, interleave], member_weights="fit")
+    run_dir, result = train.train(cfg, out_base=tmp_path)
+    assert [(m["fold"], m["view"]) for m in result["members"]] == [(0, 0), (1, 0), (0, 1),
+                                                                   (1, 1)]
+    assert [m["model_overrides"] for m in result["members"]] == [{}, {}, interleave, interleave]
+    assert [m["seed"] for m in result["members"]] == [0, 100, 200, 300]
+    assert result["ensemble"] == 4 and result["params_total"] == 4 * result["params"]
+
+    def csv_scores(path):
+        rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+        return {r[0]: (float(r[2]), float(r[3])) for r in rows}
+
+    dev = [csv_scores(run_dir / f"members/{j}/predictions_dev.csv") for j in range(4)]
+    assert set(dev[0]) == set(dev[2]) and set(dev[1]) == set(dev[3])   # a fold per view
+    pool = {**dev[0], **dev[1]}
+    ids = sorted(pool)
+    y = np.array([pool[r][0] for r in ids])
+    views = np.array([[(dev[0] if r in dev[0] else dev[1])[r][1] for r in ids],
+                      [(dev[2] if r in dev[2] else dev[3])[r][1] for r in ids]]).T
+    grid = np.linspace(0, 1, 10001)
+    loss = [np.mean((w * views[:, 0] + (1 - w) * views[:, 1] - y) ** 2) for w in grid]
+    w0 = grid[int(np.argmin(loss))]
+    assert result["view_weights"] == pytest.approx([w0, 1 - w0], abs=2e-3)
+    assert [m["weight"] for m in result["members"]] == pytest.approx(
+        [w0 / 2, w0 / 2, (1 - w0) / 2, (1 - w0) / 2], abs=1e-3)
+    assert np.abs(views[:, 0] - views[:, 1]).max() > 1e-2                # two readings
+    model, _ = train.load_run(run_dir)                                  # safe_mode=True
+    assert type(model.get_layer("score")).__name__ == "WeightedMean"
+    test = csv_scores(run_dir / "predictions_test.csv")
+    each = [csv_scores(run_dir / f"members/{j}/predictions_test.csv") for j in range(4)]
+    for rid, (_, pred) in test.items():
+        want = sum(m["weight"] * e[rid][1] for m, e in zip(result["members"], each))
+        assert pred == pytest.approx(want, abs=3e-3)
+    oof = csv_scores(run_dir / "predictions_dev.csv")
+    rcfg = train.resolve_config(cfg)
+    dev_ids = train.load_tables(rcfg, train.segment_settings(rcfg), ["dev"])["dev"].recording_ids
+    assert set(oof) == set(dev_ids)
+    w = result["view_weights"]
+    for rid, (_, pred) in oof.items():
+        assert pred == pytest.approx(w[0] * views[ids.index(rid), 0]
+                                     + w[1] * views[ids.index(rid), 1], abs=2e-4)
+
+
+def test_fit_view_weights_is_the_convex_least_squares_fit():
+    """Three views against a brute-force simplex grid; a view far off the labels gets 0; a view
+    equal to the labels gets all the weight."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(20, 8, 40)
+    P = np.stack([y + rng.normal(0, 3, 40), y + rng.normal(0, 5, 40), rng.normal(60, 8, 40)], 1)
+    w = train.fit_view_weights(P, y)
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0, 1, 201) for b in np.linspace(0, 1, 201)
+            if a + b <= 1 + 1e-12]
+    best = min(grid, key=lambda g: np.sum((P @ np.array(g) - y) ** 2))
+    np.testing.assert_allclose(w, best, atol=6e-3)
+    assert w.sum() == pytest.approx(1.0) and w.min() >= 0 and w[2] < 0.02
+    np.testing.assert_allclose(train.fit_view_weights(np.stack([P[:, 0], y], 1), y), [0, 1],
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("train_over, message", [
+    ({"ensemble": 3, "member_weights": "mean"}, "must be one of \\['equal', 'fit'\\]"),
+    ({"ensemble": 3, "member_weights": "fit", "member_split": "fixed",
+      "member_model": [{}, {"au_levels": "interleave"}]}, "needs train.member_split = 'cross'"),
+    ({"ensemble": 3, "member_weights": "fit", "member_split": "cross"},
+     "a train.member_model of at least two views"),
+])
+def test_member_weights_is_checked(train_over, message):
+    with pytest.raises(DataError, match=message):
+        train.resolve_config({"train": train_over}, "x.toml")
+    single = train.resolve_config({"train": {"member_weights": "fit", "ensemble": 1}}, "x.toml")
+    assert single["train"]["member_weights"] == "equal"       # one model: nothing to weigh
