@@ -1,10 +1,13 @@
 """Ensembles whose members read the input in several ways (``train.member_model``
 views) with their weights fitted out of fold (``train.member_weights = "fit"``)."""
 
+import json
+
 import numpy as np
 import pytest
 
 from depressionmlp import synth, train
+from depressionmlp.cli import main
 from depressionmlp.errors import DataError
 
 
@@ -24,12 +27,12 @@ def _config(root, **train_over):
 
 
 def test_fitted_view_weights_train_every_view_on_every_fold_and_weigh_them_out_of_fold(
-        corpus, tmp_path):
+        corpus, tmp_path, capsys):
     """train.member_weights = "fit" with two views and 2 folds: 4 members (view j // 2
     on fold j % 2); the view weights are the convex least-squares fit to the pooled
     out-of-fold scores, read here from the members' own dev CSVs and fitted by a grid;
-    the saved model (loaded safely) scores sum_j w_j member_j; dev is the weighted
-    out-of-fold score."""
+    the saved model (loaded safely) scores sum_j w_j member_j, and `evaluate` and the
+    exported SavedModel reproduce it; dev is the weighted out-of-fold score."""
     root = corpus
     interleave = {"au_levels": "interleave"}
     cfg = _config(root, ensemble=2, member_split="cross",
@@ -74,6 +77,19 @@ def test_fitted_view_weights_train_every_view_on_every_fold_and_weigh_them_out_o
     for rid, (_, pred) in oof.items():
         assert pred == pytest.approx(w[0] * views[ids.index(rid), 0]
                                      + w[1] * views[ids.index(rid), 1], abs=2e-4)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"]["rmse"] == pytest.approx(result["splits"]["test"]["rmse"], rel=1e-4)
+    import tensorflow as tf
+    from depressionmlp.export import export_run
+    tables = train.load_tables(rcfg, train.segment_settings(rcfg), ["test"])
+    x = {s: tables["test"].arrays[s][:5] for s in ("R_X", "R_Y", "R_AU")}
+    loaded = tf.saved_model.load(str(export_run(run_dir, tmp_path / "export")["saved_model"]))
+    got = loaded.serve(x)
+    got = got if not isinstance(got, dict) else next(iter(got.values()))
+    np.testing.assert_allclose(np.asarray(got), model.predict(x, verbose=0), rtol=1e-4,
+                               atol=1e-3)
 
 
 def test_fit_view_weights_is_the_convex_least_squares_fit():
