@@ -120,3 +120,17 @@ def test_member_weights_is_checked(train_over, message):
         train.resolve_config({"train": train_over}, "x.toml")
     single = train.resolve_config({"train": {"member_weights": "fit", "ensemble": 1}}, "x.toml")
     assert single["train"]["member_weights"] == "equal"       # one model: nothing to weigh
+
+
+def test_weighted_mean_layer_is_a_checked_convex_combination():
+    from depressionmlp.layers import WeightedMean
+    layer = WeightedMean([0.2, 0.3, 0.5], name="score")
+    x = [np.full((4, 1), v, dtype="float32") for v in (1.0, 10.0, 100.0)]
+    np.testing.assert_allclose(np.asarray(layer(x)), np.full((4, 1), 53.2), rtol=1e-6)
+    again = WeightedMean.from_config(layer.get_config())
+    assert again.member_weights == [0.2, 0.3, 0.5] and again.name == "score"
+    for bad in ([1.0], [0.5, 0.6], [1.5, -0.5]):
+        with pytest.raises(ValueError, match="must be >= 2 numbers >= 0 summing to 1"):
+            WeightedMean(bad)
+    with pytest.raises(ValueError, match="3 weights for 2 inputs"):
+        WeightedMean([0.2, 0.3, 0.5])(x[:2])
