@@ -134,3 +134,19 @@ def test_weighted_mean_layer_is_a_checked_convex_combination():
             WeightedMean(bad)
     with pytest.raises(ValueError, match="3 weights for 2 inputs"):
         WeightedMean([0.2, 0.3, 0.5])(x[:2])
+
+
+def test_the_fitted_views_experiment_config_resolves_to_six_models_of_two_views():
+    from pathlib import Path
+
+    from depressionmlp.demo import settings_line
+    from depressionmlp.runs import load_config
+    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_fitted_views.toml"
+    cfg = train.resolve_config(load_config(path), str(path))
+    assert (cfg["protocol"], cfg["train"]["member_weights"]) == ("default", "fit")
+    assert train.member_layout(cfg) == [(j % 3, j // 3) for j in range(6)]
+    assert [train.member_config(cfg, j)["model"].get("au_levels", "keep") for j in range(6)] == \
+        ["keep"] * 3 + ["interleave"] * 3
+    assert train.member_config(cfg, 4)["model"]["column_jitter"] == {
+        "R_X": 0.5, "R_Y": 0.5, "R_AU": 1.0}
+    assert "6 such models (2 views x 3 folds)" in settings_line(cfg)
