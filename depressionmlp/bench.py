@@ -22,6 +22,7 @@ Usage: python -m depressionmlp.bench [--out outputs/bench] [--quick] [--skip-hmh
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import resource
@@ -181,7 +182,8 @@ def bench_whole_run(data_root: Path, quick: bool) -> dict:
         model = train.build_model_from_config(rc, settings)
     adapt_inputs(model, tables["train"].arrays)
     model.compile(optimizer=train.make_optimizer(t, steps), loss=train.rmse_loss,
-                  jit_compile=t["jit_compile"])
+                  jit_compile=train.resolve_jit(t["jit_compile"], steps),
+                  steps_per_execution=math.gcd(t["steps_per_execution"], steps // 4))
     model.optimizer.build(model.trainable_variables)        # as train() does: one trace
     ds = balanced_dataset(tables["train"], streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"])

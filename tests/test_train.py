@@ -1,8 +1,10 @@
 """End to end on a small generated corpus: train, select, evaluate, predict, export."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,7 +247,8 @@ class _KillAt(__import__("keras").callbacks.Callback):
         self.current = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.batch is not None and self.current == self.epoch and batch + 1 == self.batch:
+        # with steps_per_execution K > 1, Keras reports every K-th batch
+        if self.batch is not None and self.current == self.epoch and batch + 1 >= self.batch:
             raise _Killed()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -328,6 +331,64 @@ def test_same_config_and_seed_give_the_same_run(corpus, uninterrupted, tmp_path)
     assert curve == want and len(curve) == 4
     for split in ("dev", "test"):
         assert again["splits"][split]["rmse"] == whole["splits"][split]["rmse"]
+
+
+def _tb_scalars(log_dir) -> dict:
+    """{tag: [(step, value), ...]} of the TensorBoard event files under ``log_dir``."""
+    import tensorflow as tf
+    out = {}
+    for path in sorted(Path(log_dir).rglob("*tfevents*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append(
+                    (int(event.step), float(tf.make_ndarray(v.tensor))))
+    return out
+
+
+def test_steps_per_execution_changes_nothing_but_the_dispatch(corpus, uninterrupted, tmp_path):
+    """The same 60 steps run one per call (``uninterrupted``: the default protocol's 25,
+    cut to gcd(25, 15) = 5 by the evaluation every 15 steps) and one at a time: the same
+    dev curve and metrics, exactly; TensorBoard holds the history's numbers at the
+    steps they were measured."""
+    root, _ = corpus
+    whole_dir, whole = uninterrupted
+    cfg = json.loads((whole_dir / "config.json").read_text())
+    assert cfg["train"]["steps_per_execution"] == 25
+    assert cfg["resolved"]["steps_per_execution"] == 5
+    assert cfg["resolved"]["jit_compile"] is False          # "auto": 60 steps on a CPU
+    run_dir, one = train.train(_config(root, steps=60, eval_every=15, steps_per_execution=1),
+                               out_base=tmp_path)
+    assert json.loads((run_dir / "config.json").read_text())["resolved"][
+        "steps_per_execution"] == 1
+    curve = [h["dev_rmse"] for h in json.loads((run_dir / "history.json").read_text())]
+    history = json.loads((whole_dir / "history.json").read_text())
+    assert curve == [h["dev_rmse"] for h in history]
+    for split in ("dev", "test"):
+        assert one["splits"][split]["rmse"] == whole["splits"][split]["rmse"]
+    tb = _tb_scalars(whole_dir / "tb")
+    assert [s for s, _ in tb["epoch_dev_rmse"]] == [15, 30, 45, 60]
+    np.testing.assert_allclose([v for _, v in tb["epoch_dev_rmse"]],
+                               [h["dev_rmse"] for h in history], rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in tb["epoch_loss"]],
+                               [h["loss"] for h in history], rtol=1e-6)
+
+
+@pytest.mark.parametrize("value, steps, gpu, want", [
+    ("auto", 999, False, False), ("auto", 1000, False, True), ("auto", 10, True, True),
+    (True, 10, False, True), (False, 5000, True, False)])
+def test_jit_auto_is_on_for_a_gpu_or_a_long_cpu_run(value, steps, gpu, want, monkeypatch):
+    import tensorflow as tf
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["gpu"] if gpu and kind == "GPU" else [])
+    assert train.resolve_jit(value, steps) is want
+
+
+@pytest.mark.parametrize("train_over, message", [
+    ({"jit_compile": "yes"}, "train.jit_compile must be true, false or \"auto\""),
+    ({"steps_per_execution": 0}, "train.steps_per_execution must be a positive integer")])
+def test_jit_and_steps_per_execution_are_checked(train_over, message):
+    with pytest.raises(DataError, match=re.escape(message)):
+        train.resolve_config({"train": train_over})
 
 
 def test_resume_refuses_missing_and_finished_runs(uninterrupted, tmp_path, capsys):
@@ -497,7 +558,9 @@ def test_weight_average_is_what_selection_evaluates_and_saves(corpus, tables, tm
             self.raw.append([v.numpy().copy() for v in self.model.trainable_variables])
 
     rec = Record()
-    cfg = _config(root, steps=20, eval_every=10, ema_momentum=m, calibrate="none")
+    # one step per call, so that the callback sees the weights after every step
+    cfg = _config(root, steps=20, eval_every=10, ema_momentum=m, calibrate="none",
+                  steps_per_execution=1)
     run_dir, result = train.train(cfg, out_base=tmp_path, tables=tables, callbacks=[rec])
     assert len(rec.raw) == 20
     avg = [w.copy() for w in rec.raw[0]]
