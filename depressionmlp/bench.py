@@ -182,7 +182,7 @@ def bench_whole_run(data_root: Path, quick: bool) -> dict:
         model = train.build_model_from_config(rc, settings)
     adapt_inputs(model, tables["train"].arrays)
     model.compile(optimizer=train.make_optimizer(t, steps), loss=train.rmse_loss,
-                  jit_compile=train.resolve_jit(t["jit_compile"]),
+                  jit_compile=scaling.resolve_jit(t["jit_compile"]),
                   steps_per_execution=math.gcd(t["steps_per_execution"], steps // 4))
     model.optimizer.build(model.trainable_variables)        # as train() does: one trace
     ds = balanced_dataset(tables["train"], streams, per_recording=t["per_recording"],

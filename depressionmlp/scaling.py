@@ -121,6 +121,16 @@ def strategy_scope(name: str):
     return strategy, scope
 
 
+def resolve_jit(value) -> bool:
+    """``train.jit_compile`` (true, false or "auto") as Keras takes it, always explicit
+    (Keras' own "auto" leaves XLA off on a CPU): our "auto" is True where a GPU is
+    visible."""
+    if value == "auto":
+        import tensorflow as tf
+        return bool(tf.config.list_physical_devices("GPU"))
+    return bool(value)
+
+
 def resolve_precision(name: str, source=None) -> str:
     if name not in PRECISION:
         raise DataError(source, f"train.precision must be one of {list(PRECISION)}, "

@@ -428,14 +428,6 @@ def make_optimizer(t: dict, total_steps: int | None = None) -> keras.optimizers.
                                  **ema)
 
 
-def resolve_jit(value) -> bool:
-    """``train.jit_compile`` as Keras takes it, always explicit (Keras' own "auto"
-    leaves XLA off on a CPU): our "auto" is True where a GPU is visible."""
-    if value == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
-    return bool(value)
-
-
 def resolve_score_affine(model_cfg: dict, labels, source) -> None:
     """Replace ``model.score_scale = "label_std"`` / ``score_offset = "label_mean"``
     by the training labels' spread / mean, in place (Eq. 20 [choice])."""
@@ -762,7 +754,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     eval_every = t["eval_every"] or epoch_steps
     total_steps = t["steps"] or t["epochs"] * epoch_steps
     n_evals = int(math.ceil(total_steps / eval_every))
-    jit = resolve_jit(t["jit_compile"])
+    jit = scaling.resolve_jit(t["jit_compile"])
+    per_call = math.gcd(t["steps_per_execution"], eval_every)
     with scope(), scaling.precision_policy(precision):
         model = build_model_from_config(cfg, settings)
         from depressionmlp.models import adapt_inputs
@@ -771,7 +764,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
             init_output_bias(model, float(np.mean(labels)))
         model.compile(optimizer=make_optimizer(t, n_evals * eval_every), loss=make_loss(t),
                       jit_compile=jit,
-                      steps_per_execution=math.gcd(t["steps_per_execution"], eval_every))
+                      steps_per_execution=per_call)
         # Built here, not lazily inside the first traced step: a variable created
         # while tracing makes TensorFlow trace the whole train step a second time.
         model.optimizer.build(model.trainable_variables)
@@ -780,7 +773,7 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
                        "scale": scale, "params": trainable_params(model),
                        "steps": n_evals * eval_every, "eval_every": eval_every,
-                       "steps_per_execution": math.gcd(t["steps_per_execution"], eval_every),
+                       "steps_per_execution": per_call,
                        "jit_compile": jit,
                        "steps_per_balanced_epoch": epoch_steps,
                        "distribute": distribute, "replicas": replicas, "precision": precision}

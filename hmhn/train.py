@@ -239,12 +239,6 @@ def _check_keys(config, defaults, source, prefix=""):
             _check_keys(v, defaults[k], source, f"{prefix}{k}.")
 
 
-def resolve_jit(value) -> bool:
-    if value == "auto":
-        return bool(tf.config.list_physical_devices("GPU"))
-    return bool(value)
-
-
 def device_name() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return f"GPU ({len(gpus)})" if gpus else "CPU"
@@ -785,11 +779,11 @@ def train(config: dict, *, out_base="outputs/hmhn", resume_dir=None, frames=None
     if t["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(t["seed"])
-    jit = resolve_jit(t["jit_compile"]) and not t["run_eagerly"]
+    from depressionmlp import scaling
+    jit = scaling.resolve_jit(t["jit_compile"]) and not t["run_eagerly"]
     if t["standardize_targets"]:
         mean, std = target_statistics(train_fs.video_labels)
         cfg["model"]["target_mean"], cfg["model"]["target_std"] = round(mean, 6), round(std, 6)
-    from depressionmlp import scaling
     distribute = scaling.resolve_distribute(t["distribute"], source)
     precision = scaling.resolve_precision(t["precision"], source)
     strategy, scope = scaling.strategy_scope(distribute)

@@ -379,7 +379,8 @@ def test_jit_auto_is_on_where_a_gpu_is_visible(value, gpu, want, monkeypatch):
     import tensorflow as tf
     monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: ["gpu"] if gpu and kind == "GPU" else [])
-    assert train.resolve_jit(value) is want
+    from depressionmlp.scaling import resolve_jit
+    assert resolve_jit(value) is want
 
 
 @pytest.mark.parametrize("train_over, message", [
