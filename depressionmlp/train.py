@@ -132,7 +132,8 @@ DEFAULT_CONFIG = {
         "ensemble": 1,
         # [choice] [] (every member the run's [model]) or a list of [model] overrides,
         # member k taking entry k mod its length (e.g. [{}, {keypoint_levels = "speed"}]:
-        # members that read the keypoints in two ways); only with ensemble > 1
+        # members that read the keypoints in two ways); a single model (ensemble = 1)
+        # is the first entry over [model]
         "member_model": [],
         # [choice] how ensemble members split the data: "fixed" (every member trains on
         # the train splits and is selected and calibrated on the select split) or
@@ -235,7 +236,11 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
     _check_member_model(t["member_model"], source)
     if t["member_model"] and t["ensemble"] < 2:
-        raise DataError(source, "train.member_model needs train.ensemble > 1")
+        # one model (ensemble = 1, e.g. a QUICK run of an ensemble config) is view 0:
+        # its entry over [model], the rest dropped, so that a config or protocol with
+        # views still runs as one model
+        cfg["model"] = deep_update(cfg["model"], t["member_model"][0])
+        t["member_model"] = []
     if t["member_split"] not in MEMBER_SPLITS:
         raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
                                 f"got {t['member_split']!r}")

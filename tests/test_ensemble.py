@@ -122,6 +122,22 @@ def test_member_weights_is_checked(train_over, message):
     assert single["train"]["member_weights"] == "equal"       # one model: nothing to weigh
 
 
+def test_a_single_model_of_a_views_config_is_its_first_view():
+    """A QUICK run (ensemble = 1) of a config with views (experiments/
+    dg_mg_fitted_views.toml) trains one model: view 0 over [model], the rest dropped."""
+    views = [{"au_levels": "interleave", "column_jitter": {"R_X": 0.5}}, {}]
+    single = train.resolve_config({"train": {"ensemble": 1, "member_weights": "fit",
+                                             "member_split": "cross", "member_model": views},
+                                   "model": {"column_jitter": {"R_AU": 0.7}}}, "x.toml")
+    assert single["train"]["member_model"] == []
+    assert single["train"]["member_weights"] == "equal"
+    assert single["train"]["member_split"] == "fixed"
+    assert single["model"]["au_levels"] == "interleave"
+    assert single["model"]["column_jitter"] == {"R_X": 0.5, "R_AU": 0.7}
+    ens = train.resolve_config({"train": {"ensemble": 3, "member_model": views}}, "x.toml")
+    assert ens["train"]["member_model"] == views and "au_levels" not in ens["model"]
+
+
 def test_weighted_mean_layer_is_a_checked_convex_combination():
     from depressionmlp.layers import WeightedMean
     layer = WeightedMean([0.2, 0.3, 0.5], name="score")
