@@ -93,6 +93,11 @@ DEFAULT_CONFIG = {
         # where a GPU is visible. On a 2-core CPU its compile (about 20 s per model)
         # ate its faster steps: a 3,000-step run took as long with it as without
         "jit_compile": False,
+        # each balanced epoch's last, partial batch: "keep", "drop" (every batch full,
+        # its draws left out of that epoch), or "auto": dropped under XLA, which
+        # compiles a second program for the one odd batch shape (about 10 s a model on
+        # 2 CPU cores), kept otherwise (so runs without XLA are as before)
+        "partial_batches": "auto",
         # optimiser steps per call into TensorFlow (Keras' steps_per_execution): K > 1
         # runs K steps in one traced loop, which saves the per-step Python dispatch
         # and, with jit_compile, lets the input pipeline keep up; the same steps and
@@ -172,6 +177,7 @@ ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated")
 MEMBER_SPLITS = ("fixed", "cross")
 MEMBER_WEIGHTS = ("equal", "fit")
+PARTIAL_BATCHES = ("auto", "keep", "drop")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
 #: kept as data in experiments/protocols/<name>.toml.
@@ -266,6 +272,9 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["jit_compile"] not in (True, False, "auto"):
         raise DataError(source, f"train.jit_compile must be true, false or \"auto\", "
                                 f"got {t['jit_compile']!r}")
+    if t["partial_batches"] not in PARTIAL_BATCHES:
+        raise DataError(source, f"train.partial_batches must be one of {list(PARTIAL_BATCHES)}, "
+                                f"got {t['partial_batches']!r}")
     ema = t["ema_momentum"]
     if (not isinstance(ema, (int, float)) or isinstance(ema, bool)
             or not 0.0 <= float(ema) < 1.0):
@@ -416,6 +425,20 @@ def make_loss(t: dict):
     return rmse_loss if t["loss"] == "segment" else RecordingRMSE(t["per_recording"])
 
 
+def resolve_full_batches(t: dict, jit: bool, train_table: SegmentTable, source) -> bool:
+    """``train.partial_batches`` as the sampler takes it: True drops each balanced
+    epoch's partial batch ("drop", or "auto" under XLA where an epoch holds at least one
+    full batch)."""
+    draws = train_table.n_recordings * t["per_recording"]
+    if t["partial_batches"] == "drop" and draws < t["batch_size"]:
+        raise DataError(source, f"train.partial_batches = 'drop' needs at least one full "
+                                f"batch ({t['batch_size']}) per balanced epoch; "
+                                f"{train_table.n_recordings} training recordings x "
+                                f"{t['per_recording']} draws give {draws}")
+    return (t["partial_batches"] == "drop"
+            or (t["partial_batches"] == "auto" and jit and draws >= t["batch_size"]))
+
+
 def make_optimizer(t: dict, total_steps: int | None = None) -> keras.optimizers.Optimizer:
     """Adam of Sec. IV-B-3 with the chosen weight-decay reading and lr schedule
     (and a moving average of the weights where ``train.ema_momentum`` > 0)."""
@@ -467,26 +490,42 @@ class SegmentPredictor:
     traced once per model. Calling it after each evaluation period costs the
     forward pass only, where ``model.predict`` builds a dataset, an iterator and
     callbacks each time. Same outputs as ``model.predict`` on the same batches.
+
+    With ``jit_compile`` the last batch is padded with zeros to ``batch_size`` (and
+    its padding's scores dropped): XLA compiles one program per input shape, and a
+    segment's score does not depend on the others in its batch at inference.
+    Predictors of one model can share one ``forward`` (:func:`inference_function`),
+    so that its program is compiled once for every split.
     """
 
     def __init__(self, model, table: SegmentTable, streams, batch_size: int = 256,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, forward=None):
         self.model, self.n = model, table.n_segments
         # views into the table's arrays (no second copy of a large dev set in memory)
         self.batches = [{s: table.arrays[s][i:i + batch_size] for s in streams}
                         for i in range(0, self.n, batch_size)]
-        spec = {s: tf.TensorSpec((None,) + table.arrays[s].shape[1:], tf.float32)
-                for s in streams}
-        # a partial, not a lambda: TensorFlow counts traces per code object, so the
-        # one trace of each new predictor would add up to its retracing warning in a
-        # process that trains many runs (the learnability suite, make report)
-        self._forward = tf.function(functools.partial(_inference, model),
-                                    input_signature=[spec], jit_compile=jit_compile,
-                                    reduce_retracing=True)
+        last = self.batches[-1] if self.batches else {}
+        if jit_compile and last and len(next(iter(last.values()))) < batch_size:
+            self.batches[-1] = {s: np.concatenate(
+                [a, np.zeros((batch_size - len(a),) + a.shape[1:], a.dtype)])
+                for s, a in last.items()}
+        self._forward = forward or inference_function(model, table, streams, jit_compile)
 
     def __call__(self) -> np.ndarray:
         out = [self._forward(b) for b in self.batches]
-        return np.concatenate([np.asarray(o) for o in out]).astype(np.float64).reshape(-1)
+        return np.concatenate([np.asarray(o) for o in out]).astype(np.float64).reshape(-1)[:self.n]
+
+
+def inference_function(model, table: SegmentTable, streams, jit_compile: bool = False):
+    """The model's forward pass (training=False) as one ``tf.function`` with a free
+    batch dimension, for the inputs of ``table`` (its streams' segment shapes)."""
+    spec = {s: tf.TensorSpec((None,) + table.arrays[s].shape[1:], tf.float32)
+            for s in streams}
+    # a partial, not a lambda: TensorFlow counts traces per code object, so the
+    # one trace of each new predictor would add up to its retracing warning in a
+    # process that trains many runs (the learnability suite, make report)
+    return tf.function(functools.partial(_inference, model), input_signature=[spec],
+                       jit_compile=jit_compile, reduce_retracing=True)
 
 
 class CalibratedPredictor:
@@ -755,11 +794,13 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     keras.utils.set_random_seed(t["seed"])
     labels = train_table.recording_labels
     resolve_score_affine(cfg["model"], labels, source)
-    epoch_steps = steps_per_epoch(train_table, t["per_recording"], t["batch_size"])
+    jit = scaling.resolve_jit(t["jit_compile"])
+    full_batches = resolve_full_batches(t, jit, train_table, source)
+    epoch_steps = steps_per_epoch(train_table, t["per_recording"], t["batch_size"],
+                                  full_batches)
     eval_every = t["eval_every"] or epoch_steps
     total_steps = t["steps"] or t["epochs"] * epoch_steps
     n_evals = int(math.ceil(total_steps / eval_every))
-    jit = scaling.resolve_jit(t["jit_compile"])
     per_call = math.gcd(t["steps_per_execution"], eval_every)
     with scope(), scaling.precision_policy(precision):
         model = build_model_from_config(cfg, settings)
@@ -780,13 +821,16 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                        "steps": n_evals * eval_every, "eval_every": eval_every,
                        "steps_per_execution": per_call,
                        "jit_compile": jit,
+                       "partial_batches": "drop" if full_batches else "keep",
                        "steps_per_balanced_epoch": epoch_steps,
                        "distribute": distribute, "replicas": replicas, "precision": precision}
     write_json_atomic(run_dir / "config.json", cfg)
 
     calibrated_about = (float(cfg["model"].get("score_offset", 0.0))
                         if t["select"] == "calibrated" else None)
-    predictors = {split: SegmentPredictor(model, tables[split], streams, jit_compile=jit)
+    forward = inference_function(model, dev_table, streams, jit)   # one program, every split
+    predictors = {split: SegmentPredictor(model, tables[split], streams, jit_compile=jit,
+                                          forward=forward)
                   for split in dict.fromkeys([d["select_split"], *d["eval_splits"]])}
     selection = RecordingLevelSelection(dev_table, streams, run_dir, scale,
                                         patience=t["patience"], max_minutes=t["max_minutes"],
@@ -798,7 +842,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     # A resumed run continues the balanced draws where the killed one stopped.
     ds = balanced_dataset(train_table, streams, per_recording=t["per_recording"],
                           batch_size=t["batch_size"], seed=t["seed"],
-                          grouped=t["loss"] == "recording", replicas=replicas)
+                          grouped=t["loss"] == "recording", replicas=replicas,
+                          full_batches=full_batches)
     ds = ds.skip(selection.epochs_done * eval_every)
     callbacks = [
         selection,

@@ -131,6 +131,27 @@ def test_grouped_epochs_split_evenly_among_replicas():
         balanced_dataset(table, batch_size=8, per_recording=4, grouped=True, replicas=8)
 
 
+def test_full_batches_drop_each_epochs_partial_batch():
+    """Five recordings x 4 draws in batches of 8: 8 + 8 + 4 per epoch, or with
+    full_batches 8 + 8, the left-out recording a different one from epoch to epoch
+    (the epoch's draws are those of the default, minus its last batch)."""
+    table = SegmentTable.from_recordings(_recordings())
+    assert steps_per_epoch(table, 4, 8, full_batches=True) == 2
+    keep = [(x["R_X"].numpy()[:, 0, 0] // 1000).astype(int) for x, _ in
+            balanced_dataset(table, batch_size=8, epochs=4, grouped=True, seed=5)]
+    full = [(x["R_X"].numpy()[:, 0, 0] // 1000).astype(int) for x, _ in
+            balanced_dataset(table, batch_size=8, epochs=4, grouped=True, seed=5,
+                             full_batches=True)]
+    assert [len(b) for b in keep] == [8, 8, 4] * 4 and [len(b) for b in full] == [8] * 8
+    for e in range(4):
+        np.testing.assert_array_equal(full[2 * e], keep[3 * e])
+        np.testing.assert_array_equal(full[2 * e + 1], keep[3 * e + 1])
+    left_out = {int(keep[3 * e + 2][0]) for e in range(4)}
+    assert len(left_out) > 1
+    with pytest.raises(ValueError, match="full batches of 32 need at least that many draws"):
+        balanced_dataset(table, batch_size=32, full_batches=True)
+
+
 def test_subset_and_concat_keep_each_recordings_segments_and_labels():
     table = SegmentTable.from_recordings(_recordings())
     part = table.subset([3, 1])

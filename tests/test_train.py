@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -356,6 +357,7 @@ def test_steps_per_execution_changes_nothing_but_the_dispatch(corpus, uninterrup
     assert cfg["train"]["steps_per_execution"] == 25
     assert cfg["resolved"]["steps_per_execution"] == 5
     assert cfg["resolved"]["jit_compile"] is False          # "auto" on a CPU
+    assert cfg["resolved"]["partial_batches"] == "keep"     # "auto" without XLA
     run_dir, one = train.train(_config(root, steps=60, eval_every=15, steps_per_execution=1),
                                out_base=tmp_path)
     assert json.loads((run_dir / "config.json").read_text())["resolved"][
@@ -383,8 +385,52 @@ def test_jit_auto_is_on_where_a_gpu_is_visible(value, gpu, want, monkeypatch):
     assert resolve_jit(value) is want
 
 
+@pytest.mark.parametrize("value, jit, draws, want", [
+    ("auto", True, 40, True), ("auto", False, 40, False), ("auto", True, 20, False),
+    ("keep", True, 40, False), ("drop", False, 40, True)])
+def test_partial_batches_are_dropped_under_xla_by_default(value, jit, draws, want):
+    """XLA compiles one program per batch shape, so under it ("auto") each epoch's odd
+    last batch goes, unless the epoch has no full batch (10 or 5 recordings x 4 draws,
+    batches of 32)."""
+    table = SimpleNamespace(n_recordings=draws // 4)
+    t = {"partial_batches": value, "per_recording": 4, "batch_size": 32}
+    assert train.resolve_full_batches(t, jit, table, "x.toml") is want
+    with pytest.raises(DataError, match="needs at least one full batch \\(32\\)"):
+        train.resolve_full_batches({**t, "partial_batches": "drop"}, jit,
+                                   SimpleNamespace(n_recordings=5), "x.toml")
+
+
+def test_the_xla_predictor_pads_its_last_batch_and_scores_like_the_plain_one():
+    """10 segments in batches of 4 (4 + 4 + 2): under XLA the last batch is padded to
+    4 (one program for every batch and every split sharing the function), and the
+    scores are the plain predictor's, padding dropped."""
+    import keras
+    from depressionmlp.train import SegmentPredictor, inference_function
+    rng = np.random.default_rng(0)
+    arrays = {s: rng.normal(size=(10, 3, 5)).astype("float32") for s in ("R_X", "R_AU")}
+    table = SimpleNamespace(n_segments=10, arrays=arrays)
+    inp = {s: keras.Input((3, 5), name=s) for s in arrays}
+    h = keras.layers.LayerNormalization()(keras.layers.Concatenate()(list(inp.values())))
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.Flatten()(h)))
+    plain = SegmentPredictor(model, table, list(arrays), batch_size=4)
+    forward = inference_function(model, table, list(arrays), jit_compile=True)
+    xla = SegmentPredictor(model, table, list(arrays), batch_size=4, jit_compile=True,
+                           forward=forward)
+    assert [len(b["R_X"]) for b in plain.batches] == [4, 4, 2]
+    assert [len(b["R_X"]) for b in xla.batches] == [4, 4, 4]
+    want = np.asarray(model(arrays)).reshape(-1)
+    np.testing.assert_allclose(plain(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xla(), want, rtol=1e-5, atol=1e-6)
+    other = SegmentPredictor(model, SimpleNamespace(n_segments=6, arrays={
+        s: a[:6] for s, a in arrays.items()}), list(arrays), batch_size=4, jit_compile=True,
+        forward=forward)
+    np.testing.assert_allclose(other(), want[:6], rtol=1e-5, atol=1e-6)
+    assert forward.experimental_get_tracing_count() == 1         # shared: one trace
+
+
 @pytest.mark.parametrize("train_over, message", [
     ({"jit_compile": "yes"}, "train.jit_compile must be true, false or \"auto\""),
+    ({"partial_batches": "pad"}, "train.partial_batches must be one of ['auto', 'keep', 'drop']"),
     ({"steps_per_execution": 0}, "train.steps_per_execution must be a positive integer")])
 def test_jit_and_steps_per_execution_are_checked(train_over, message):
     with pytest.raises(DataError, match=re.escape(message)):

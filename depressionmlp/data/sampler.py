@@ -155,7 +155,7 @@ def epoch_indices(table: SegmentTable, epoch, seed: int, per_recording: int = 4,
 def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int = 4,
                      batch_size: int = 8, seed: int = 0, epochs: int | None = None,
                      start_epoch: int = 0, grouped: bool = False,
-                     replicas: int = 1) -> tf.data.Dataset:
+                     replicas: int = 1, full_batches: bool = False) -> tf.data.Dataset:
     """Training pipeline: balanced epochs, shuffled, batched, prefetched.
 
     Yields ``({stream: (b, M, N)}, label (b, 1))``. Each epoch is
@@ -167,8 +167,15 @@ def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int
     evenly among its replicas): with ``grouped``, each epoch's last, partial batch keeps
     a multiple of ``replicas`` recordings, so that every replica gets whole recordings;
     the one to ``replicas - 1`` recordings left out of that epoch are drawn again in
-    the next.
+    the next. ``full_batches`` drops each epoch's last, partial batch instead (its
+    draws are left out of that epoch; the next epoch draws afresh), so that every
+    batch has one shape: XLA compiles one program per input shape. Each epoch is
+    then ``floor(R * per_recording / batch_size)`` batches.
     """
+    if full_batches and table.n_recordings * per_recording < batch_size:
+        raise ValueError(f"full batches of {batch_size} need at least that many draws per "
+                         f"epoch; {table.n_recordings} recordings x {per_recording} give "
+                         f"{table.n_recordings * per_recording}")
     if grouped and batch_size % per_recording:
         raise ValueError(f"grouped batches need batch_size ({batch_size}) to be a "
                          f"multiple of per_recording ({per_recording})")
@@ -189,7 +196,8 @@ def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int
         idx = epoch_indices(table, e, seed, per_recording, grouped)
         if keep is not None:
             idx = idx[:keep]
-        return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(idx).batch(batch_size,
+                                                             drop_remainder=full_batches)
 
     def gather(idx):
         return {s: tf.gather(a, idx) for s, a in arrays.items()}, tf.gather(labels, idx)
@@ -199,8 +207,10 @@ def balanced_dataset(table: SegmentTable, streams=STREAMS, *, per_recording: int
             .prefetch(tf.data.AUTOTUNE))
 
 
-def steps_per_epoch(table: SegmentTable, per_recording: int = 4, batch_size: int = 8) -> int:
-    return int(np.ceil(table.n_recordings * per_recording / batch_size))
+def steps_per_epoch(table: SegmentTable, per_recording: int = 4, batch_size: int = 8,
+                    full_batches: bool = False) -> int:
+    draws = table.n_recordings * per_recording
+    return draws // batch_size if full_batches else int(np.ceil(draws / batch_size))
 
 
 def eval_dataset(table: SegmentTable, streams=STREAMS, batch_size: int = 256) -> tf.data.Dataset:
