@@ -889,7 +889,6 @@ def test_a_single_model_ignores_cross_and_the_default_protocol_cross_fits_ensemb
     ({"keypoint_levels": "speed"}, 3, "must be a list of \\[model\\] tables"),
     ([{"keypoint_level": "speed"}], 3, "unknown model option\\(s\\) \\['keypoint_level'\\]"),
     ([{"inputs": "xy"}], 3, "not the model's name or inputs"),
-    ([{}, {"keypoint_levels": "speed"}], 1, "needs train.ensemble > 1"),
 ])
 def test_member_model_is_checked(member_model, ensemble, message):
     with pytest.raises(DataError, match=message):
