@@ -144,7 +144,8 @@ def settings_line(cfg: dict) -> str:
                          "folds of train + dev and is selected and calibrated on fold k; dev "
                          "is scored out of fold [choice]")
         if fit:
-            notes.append(f"each of the {views} views of train.member_model trained on every "
+            notes.append(f"each of the {views} views of train.member_model "
+                         f"({_describe_views(t['member_model'])}) trained on every "
                          "fold, the views weighted by a convex least-squares fit to the "
                          "pooled out-of-fold scores [choice]")
         elif views:
@@ -157,6 +158,16 @@ def settings_line(cfg: dict) -> str:
         return f"Protocol `{name}`: the paper's (Sec. IV-B)."
     return (f"Protocol `{name}` (experiments/protocols/{name}.toml); what differs from the "
             "paper's: " + "; ".join(notes) + ".")
+
+
+def _describe_views(entries: list[dict]) -> str:
+    """``[{}, {"au_levels": "interleave"}]`` -> "view 0 the [model] above, view 1
+    au_levels = interleave"."""
+    def value(v):
+        return ("{" + ", ".join(f"{k} {x:g}" for k, x in v.items()) + "}"
+                if isinstance(v, dict) else f"{v}")
+    return ", ".join(f"view {i} " + ("; ".join(f"{k} = {value(v)}" for k, v in e.items())
+                                     or "the [model] above") for i, e in enumerate(entries))
 
 
 def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = None) -> str:

@@ -264,6 +264,12 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
                                 f"got {t['member_weights']!r}")
     if t["ensemble"] < 2 or cfg["model"]["name"] in classical.MODEL_NAMES:
         t["member_weights"] = "equal"
+    if (t["member_weights"] == "fit" and "member_weights" not in config.get("train", {})
+            and (t["member_split"] != "cross" or len(t["member_model"]) < 2)):
+        # the protocol's "fit" where the config asks for a fixed split or fewer than two
+        # views (e.g. member_split = "fixed" for an untouched dev): the members' mean,
+        # model k reading view k mod V
+        t["member_weights"] = "equal"
     if t["member_weights"] == "fit" and (t["member_split"] != "cross"
                                          or len(t["member_model"]) < 2):
         raise DataError(source, "train.member_weights = 'fit' needs train.member_split = "

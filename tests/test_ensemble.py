@@ -112,7 +112,7 @@ def test_fit_view_weights_is_the_convex_least_squares_fit():
     ({"ensemble": 3, "member_weights": "mean"}, "must be one of \\['equal', 'fit'\\]"),
     ({"ensemble": 3, "member_weights": "fit", "member_split": "fixed",
       "member_model": [{}, {"au_levels": "interleave"}]}, "needs train.member_split = 'cross'"),
-    ({"ensemble": 3, "member_weights": "fit", "member_split": "cross"},
+    ({"ensemble": 3, "member_weights": "fit", "member_split": "cross", "member_model": []},
      "a train.member_model of at least two views"),
 ])
 def test_member_weights_is_checked(train_over, message):
@@ -120,6 +120,13 @@ def test_member_weights_is_checked(train_over, message):
         train.resolve_config({"train": train_over}, "x.toml")
     single = train.resolve_config({"train": {"member_weights": "fit", "ensemble": 1}}, "x.toml")
     assert single["train"]["member_weights"] == "equal"       # one model: nothing to weigh
+    # the default protocol's "fit" gives way where a config asks for a fixed split or
+    # no views (an explicit "fit" there is the error above)
+    for over in ({"member_split": "fixed"}, {"member_model": []}):
+        t = train.resolve_config({"train": over}, "x.toml")["train"]
+        assert (t["member_weights"], t["member_split"]) == (
+            "equal", over.get("member_split", "cross")), (over, t)
+    assert train.resolve_config({}, "x.toml")["train"]["member_weights"] == "fit"
 
 
 def test_a_single_model_of_a_views_config_is_its_first_view():

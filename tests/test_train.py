@@ -662,7 +662,7 @@ def test_demo_settings_line_names_every_default_protocol_choice():
     line = settings_line(train.resolve_config({}))
     for words in ("face frame", "segment mean", "standardised apart", "sd 1, shared by each "
                   "run of 8 draws", "linear output", "mean over its 8 draws",
-                  "learning rate 0.002", "3000 steps", "the mean of 3 such models",
+                  "learning rate 0.002", "1500 steps", "6 such models (2 views x 3 folds)",
                   "slope fitted on each model's held-out fold",
                   "model k trains on 2 of 3 subject folds of train + dev and is selected and "
                   "calibrated on fold k; dev is scored out of fold"):
@@ -675,9 +675,16 @@ def test_demo_settings_line_names_every_default_protocol_choice():
     fit = settings_line(train.resolve_config({"train": {"member_model": [{}, B],
                                                         "member_weights": "fit"}}))
     assert ("6 such models (2 views x 3 folds)" in fit and "each of the 2 views of "
-            "train.member_model trained on every fold, the views weighted by a convex "
-            "least-squares fit to the pooled out-of-fold scores" in fit), fit
-    mixed = settings_line(train.resolve_config({"train": {"member_model": [{}, B]}}))
+            "train.member_model (view 0 the [model] above, view 1 au_levels = interleave) "
+            "trained on every fold, the views weighted by a convex least-squares fit to the "
+            "pooled out-of-fold scores" in fit), fit
+    assert ("view 0 the [model] above, view 1 au_levels = interleave; column_jitter = "
+            "{R_X 0.5, R_Y 0.5, R_AU 1}") in line, line
+    equal = settings_line(train.resolve_config({"train": {"member_model": [],
+                                                          "member_weights": "equal"}}))
+    assert "the mean of 3 such models" in equal and "views" not in equal, equal
+    mixed = settings_line(train.resolve_config({"train": {"member_model": [{}, B],
+                                                          "member_weights": "equal"}}))
     assert "the mean of 3 such models" in mixed and "view k mod 2" in mixed
 
 
@@ -763,26 +770,33 @@ def test_ensemble_must_be_a_positive_integer(tmp_path):
 
 
 def test_ensemble_members_split_the_seed_and_the_wall_clock_budget():
+    # the default's 2 views x 3 folds: 6 members, view j // 3 on fold j % 3
     cfg = train.resolve_config({"name": "e", "train": {"ensemble": 3, "seed": 7,
                                                         "max_minutes": 6.0}})
-    members = [train.member_config(cfg, k) for k in range(3)]
-    assert [m["train"]["seed"] for m in members] == [7, 107, 207]
-    assert [m["train"]["max_minutes"] for m in members] == [2.0, 2.0, 2.0]
+    assert train.member_layout(cfg) == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+    members = [train.member_config(cfg, k) for k in range(6)]
+    assert [m["train"]["seed"] for m in members] == [7, 107, 207, 307, 407, 507]
+    assert [m["train"]["max_minutes"] for m in members] == [1.0] * 6
     assert {m["train"]["ensemble"] for m in members} == {1}
-    assert [m["name"] for m in members] == ["e-member0", "e-member1", "e-member2"]
+    assert [m["name"] for m in members] == [f"e-member{k}" for k in range(6)]
+    assert [m["model"].get("au_levels", "keep") for m in members] == ["keep"] * 3 + [
+        "interleave"] * 3
     assert cfg["train"]["seed"] == 7 and cfg["train"]["max_minutes"] == 6.0   # not changed
 
 
 def test_member_model_gives_member_k_entry_k_mod_its_length():
     cfg = train.resolve_config({"name": "e", "train": {
-        "ensemble": 3, "member_model": [{}, {"keypoint_levels": "speed", "column_jitter": 0.5}]}})
+        "ensemble": 3, "member_weights": "equal",
+        "member_model": [{}, {"keypoint_levels": "speed", "column_jitter": 0.5}]}})
     members = [train.member_config(cfg, k) for k in range(3)]
     assert [m["model"]["keypoint_levels"] for m in members] == ["energy", "speed", "energy"]
     assert [m["model"]["column_jitter"] for m in members] == [1.0, 0.5, 1.0]
     assert [m["model"]["standardize"] for m in members] == ["split"] * 3   # the rest kept
     assert all(m["train"]["member_model"] == [] for m in members)
     assert cfg["model"]["keypoint_levels"] == "energy"                      # not changed
-    assert train.resolve_config({})["train"]["member_model"] == []          # default: alike
+    default = train.resolve_config({})["train"]                             # default: 2 views
+    assert default["member_weights"] == "fit" and default["member_model"] == [
+        {}, {"au_levels": "interleave", "column_jitter": {"R_X": 0.5, "R_Y": 0.5, "R_AU": 1.0}}]
 
 
 def test_members_that_read_the_keypoints_in_two_ways_save_as_one_model(corpus, tables,
@@ -791,7 +805,7 @@ def test_members_that_read_the_keypoints_in_two_ways_save_as_one_model(corpus, t
     SegmentSpeed layers, member 0 the default's SegmentEnergy; the saved model (loaded safely) scores
     the mean of the two members' scores."""
     root, _ = corpus
-    cfg = _config(root, steps=30, eval_every=15, ensemble=2,
+    cfg = _config(root, steps=30, eval_every=15, ensemble=2, member_weights="equal",
                   member_model=[{}, {"keypoint_levels": "speed"}])
     run_dir, result = train.train(cfg, out_base=tmp_path)
     assert [m["model_overrides"] for m in result["members"]] == [
@@ -816,7 +830,8 @@ def test_cross_members_train_on_their_own_folds_and_dev_is_scored_out_of_fold(
     are each scored by the member that held the recording out; test is the mean of
     both members, as in a fixed ensemble."""
     root, _ = corpus
-    cfg = _config(root, steps=30, eval_every=15, ensemble=2, member_split="cross")
+    cfg = _config(root, steps=30, eval_every=15, ensemble=2, member_split="cross",
+                  member_model=[])                # one view: the members' mean
     run_dir, result = train.train(cfg, out_base=tmp_path)
     assert result["member_split"] == "cross" and result["splits"]["dev"]["out_of_fold"]
     assert list(result["splits"]) == ["dev", "test"]
