@@ -63,7 +63,7 @@ def test_depressionmlp_beats_mean_predictor(trained):
 def test_default_experiment_config_learns_a_suite_corpus(tmp_path):
     """experiments/table4_dg_mg.toml under the default protocol, full budget, on the
     learnability suite's static corpus (seed 0): measured test RMSE 5.60 with the
-    current default (two views x 3 cross folds of 1,500 steps, view weights 0.87 / 0.13
+    current default (two views x 3 cross folds of 1,600 steps, view weights 0.87 / 0.13
     fitted out of fold; 198 s of training), 5.75 with the same views at 3,000 steps,
     5.68 with the previous default (the mean of 3 cross-fitted models of 3,000 steps),
     5.49 with keypoint_levels = "drop", 5.37 with "fixed" members, 5.92 with one model
@@ -663,7 +663,7 @@ def test_demo_settings_line_names_every_default_protocol_choice():
     line = settings_line(train.resolve_config({}))
     for words in ("face frame", "segment mean", "standardised apart", "sd 1, shared by each "
                   "run of 8 draws", "linear output", "mean over its 8 draws",
-                  "learning rate 0.002", "1500 steps", "6 such models (2 views x 3 folds)",
+                  "learning rate 0.002", "1600 steps", "6 such models (2 views x 3 folds)",
                   "slope fitted on each model's held-out fold",
                   "model k trains on 2 of 3 subject folds of train + dev and is selected and "
                   "calibrated on fold k; dev is scored out of fold"):
