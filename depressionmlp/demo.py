@@ -115,6 +115,9 @@ def settings_line(cfg: dict) -> str:
     if m.get("column_gate_l1"):
         notes.append(f"a trained gain per column under an L1 penalty of "
                      f"{m['column_gate_l1']:g} [choice]")
+    if m.get("head_hidden"):
+        notes.append(f"Eq. 19 read out through a hidden layer of {m['head_hidden']} GELU "
+                     "units per column (paper: one linear C1) [choice]")
     if m.get("output_activation", "relu") != "relu":
         notes.append(f"Eq. 20 with a {m['output_activation']} output (paper: ReLU) [choice]")
     if m.get("score_scale", 1.0) != 1.0 or m.get("score_offset", 0.0) != 0.0:

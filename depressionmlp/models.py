@@ -61,6 +61,8 @@ DEFAULT_OPTIONS = {
     "output_activation": "relu",       # Eq. 20; "linear" as an option
     "score_scale": 1.0,                # [choice] Eq. 20 times a fixed scale (1 = paper)
     "score_offset": 0.0,               # [choice] Eq. 20 plus a fixed offset (0 = paper)
+    "head_hidden": 0,                  # [choice] Eq. 19 per-column read-out: 0 = one linear
+                                       # C1 (paper), H = C1_{M->H}, GELU, C1_{H->1}
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)
@@ -214,6 +216,7 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
         outputs = _fusion(fusion, opts)(outputs)
     score = ScoreHead(num_streams=len(outputs), output_activation=opts["output_activation"],
                       score_scale=opts["score_scale"], score_offset=opts["score_offset"],
+                      hidden=opts["head_hidden"],
                       # float32 under a mixed precision policy too (depressionmlp/scaling.py)
                       dtype="float32",
                       name="score")(outputs if len(outputs) > 1 else outputs[0])

@@ -76,6 +76,11 @@ CASES = [
      lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w)]),
     ("head3_scaled", lambda: ScoreHead(3, score_scale=9.5), 3,
      lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, score_scale=9.5)]),
+    ("head3_hidden", lambda: ScoreHead(3, hidden=5), 3,
+     lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, hidden=True)]),
+    ("head1_hidden_linear", lambda: ScoreHead(1, output_activation="linear", hidden=4), 1,
+     lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, output_activation="linear",
+                                                hidden=True)]),
     ("gmlp", lambda: GatedMLPBlock(), 1,
      lambda xs, w: [ref.batched(ref.gmlp)(xs[0], w=w)]),
     ("gmlp_norm_w6", lambda: GatedMLPBlock(width=6, spatial_norm=True), 1,
@@ -202,6 +207,10 @@ def test_param_counts_design():
     mg.build([(None, 18, 68)] * 3)
     head.build([(None, 18, 68)] * 3)
     assert mg.count_params() + head.count_params() == 4_299
+    wide = ScoreHead(3, hidden=16)                  # Eq. 19 with a hidden layer of 16
+    wide.build([(None, 18, 68)] * 3)
+    assert wide.count_params() == 3 * (18 * 16 + 16 + 16 + 1) + 3 * 68 + 1 == 1_168
+    assert wide.count_flops() == 2 * (3 * 68 * (18 * 16 + 16) + 3 * 68)
 
 
 def test_flops_dg_formula():
@@ -232,6 +241,8 @@ def test_bad_options_raise():
         ScoreHead(3, output_activation="sigmoid")
     with pytest.raises(ValueError, match="score_scale"):
         ScoreHead(3, score_scale=0.0)
+    with pytest.raises(ValueError, match="hidden"):
+        ScoreHead(3, hidden=-1)
     with pytest.raises(ValueError, match="list of 3"):
         MutualGuidance().build((None, M, N))
     with pytest.raises(ValueError, match="share"):

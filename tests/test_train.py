@@ -687,6 +687,9 @@ def test_demo_settings_line_names_every_default_protocol_choice():
     mixed = settings_line(train.resolve_config({"train": {"member_model": [{}, B],
                                                           "member_weights": "equal"}}))
     assert "the mean of 3 such models" in mixed and "view k mod 2" in mixed
+    assert "hidden layer" not in line
+    wide = settings_line(train.resolve_config({"model": {"head_hidden": 16}}))
+    assert "Eq. 19 read out through a hidden layer of 16 GELU units per column" in wide, wide
 
 
 class _KillInMember(__import__("keras").callbacks.Callback):

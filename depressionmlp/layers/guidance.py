@@ -134,6 +134,12 @@ class ScoreHead(keras.layers.Layer):
 
     - Eq. 19 ``s_D = ReLU(C1_{M->1}(D^T))``                       (N, 1)
 
+    or, with ``hidden = H > 0`` **[choice]**, a two-layer read-out of each column's
+    M frames, shared by the stream's columns as Eq. 19's C1 is:
+    ``s_D = ReLU(C1_{H->1}(GELU(C1_{M->H}(D^T))))`` (N, 1). Eq. 19's C1 is linear in
+    the frames, so before its ReLU it can weigh frames but not detect an event (a
+    blink's brief peak) wherever it falls in the segment; the hidden layer can.
+
     then, over the k present streams in input order,
 
     - Eq. 20 ``s = act(score_scale * Dense_{kN->1}(concat_rows(s_1, ..., s_k))
@@ -145,7 +151,8 @@ class ScoreHead(keras.layers.Layer):
     the model still outputs BDI-II: with Adam, the score then moves
     ``score_scale`` times faster per step.
 
-    Parameters: ``k*(M + 1) + (k*N + 1)`` (262 at k=3, M=18, N=68).
+    Parameters: ``k*(M + 1) + (k*N + 1)`` (262 at k=3, M=18, N=68); with
+    ``hidden = H``, ``k*(M*H + 2*H + 1) + (k*N + 1)``.
 
     Args:
         num_streams: k, how many (batch, M, N) tensors the head takes (1-3).
@@ -154,6 +161,8 @@ class ScoreHead(keras.layers.Layer):
             activation (default 1.0, Eq. 20 as printed).
         score_offset: float added after the scale, before the activation
             (default 0.0, Eq. 20 as printed).
+        hidden: H, width of the hidden layer of Eq. 19's per-column read-out
+            (default 0: Eq. 19 as printed, one linear C1).
 
     Call args:
         inputs: one tensor or a list of ``num_streams`` tensors, (batch, M, N).
@@ -163,9 +172,13 @@ class ScoreHead(keras.layers.Layer):
     """
 
     def __init__(self, num_streams: int = 3, output_activation: str = "relu",
-                 score_scale: float = 1.0, score_offset: float = 0.0, **kwargs):
+                 score_scale: float = 1.0, score_offset: float = 0.0, hidden: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.score_offset = float(score_offset)
+        if int(hidden) != hidden or int(hidden) < 0:
+            raise ValueError(f"ScoreHead: hidden must be an integer >= 0, got {hidden!r}.")
+        self.hidden = int(hidden)
         if not float(score_scale) > 0:
             raise ValueError(f"ScoreHead: score_scale must be > 0, got {score_scale}.")
         self.score_scale = float(score_scale)
@@ -188,11 +201,16 @@ class ScoreHead(keras.layers.Layer):
             input_shape and isinstance(input_shape[0], (list, tuple)) else [input_shape]
         m, n = check_streams(self.name, shapes, self.num_streams)
         self.frames, self.locations = m, n
-        self.stream_scores = []
+        self.stream_hidden, self.stream_scores = [], []
         for i in range(self.num_streams):
+            if self.hidden:
+                hidden = keras.layers.Dense(self.hidden, activation="gelu",
+                                            name=f"stream_hidden_{i}", dtype=self.dtype_policy)
+                hidden.build((None, n, m))
+                self.stream_hidden.append(hidden)
             dense = keras.layers.Dense(1, activation="relu", name=f"stream_score_{i}",
                                        dtype=self.dtype_policy)
-            dense.build((None, n, m))
+            dense.build((None, n, self.hidden or m))
             self.stream_scores.append(dense)
         self.out_dense = keras.layers.Dense(1, name="out", dtype=self.dtype_policy)
         self.out_dense.build((None, self.num_streams * n))
@@ -203,8 +221,13 @@ class ScoreHead(keras.layers.Layer):
         if len(streams) != self.num_streams:
             raise ValueError(
                 f"ScoreHead: built for {self.num_streams} streams, called with {len(streams)}.")
-        scores = [_summarize_columns(dense, d)                  # Eq. 19 (N,) each
-                  for dense, d in zip(self.stream_scores, streams)]
+        if self.hidden:
+            scores = [ops.squeeze(dense(hidden(transpose(d))), axis=-1)  # Eq. 19, H > 0
+                      for hidden, dense, d in zip(self.stream_hidden, self.stream_scores,
+                                                  streams)]
+        else:
+            scores = [_summarize_columns(dense, d)              # Eq. 19 (N,) each
+                      for dense, d in zip(self.stream_scores, streams)]
         joined = scores[0] if len(scores) == 1 else ops.concatenate(scores, axis=-1)
         out = self.out_dense(joined)                            # Eq. 20 (1,)
         if self.score_scale != 1.0:
@@ -219,13 +242,14 @@ class ScoreHead(keras.layers.Layer):
 
     def count_flops(self) -> int:
         """2 x multiply-accumulates of the per-stream C1 and the Dense, one segment."""
-        k, m, n = self.num_streams, self.frames, self.locations
-        return 2 * (k * n * m + k * n)
+        k, m, n, h = self.num_streams, self.frames, self.locations, self.hidden
+        per_column = m * h + h if h else m
+        return 2 * (k * n * per_column + k * n)
 
     def get_config(self):
         config = super().get_config()
         config.update({"num_streams": self.num_streams,
                        "output_activation": self.output_activation,
                        "score_scale": self.score_scale,
-                      "score_offset": self.score_offset})
+                      "score_offset": self.score_offset, "hidden": self.hidden})
         return config
