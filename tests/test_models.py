@@ -64,6 +64,9 @@ def test_builds_counts_and_trains(name, inputs):
 def test_design_param_count():
     assert count(build_model("DG+MG+Linear", "all"))["params"] == 42_192
     assert count(build_model("DG+Linear", "au"))["params"] == 12_631 + (M + 1) + (N + 1)
+    # model.head_hidden = H: Eq. 19 gains C1_{M->H} (+ bias) per stream, its C1 reads H
+    wide = count(build_model("DG+MG+Linear", "all", head_hidden=16))
+    assert wide["params"] == 42_192 + 3 * (M * 16 + 16) + 3 * (16 - M) == 43_098
 
 
 def test_flops_analytical():

@@ -137,8 +137,9 @@ class ScoreHead(keras.layers.Layer):
     or, with ``hidden = H > 0`` **[choice]**, a two-layer read-out of each column's
     M frames, shared by the stream's columns as Eq. 19's C1 is:
     ``s_D = ReLU(C1_{H->1}(GELU(C1_{M->H}(D^T))))`` (N, 1). Eq. 19's C1 is linear in
-    the frames, so before its ReLU it can weigh frames but not detect an event (a
-    blink's brief peak) wherever it falls in the segment; the hidden layer can.
+    the frames; the hidden layer makes the read-out non-linear in them, e.g. for a
+    brief event wherever it falls in the segment (measured in docs/learnability.md,
+    "Where the blink cue is lost"; off by default).
 
     then, over the k present streams in input order,
 

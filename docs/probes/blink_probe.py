@@ -1,0 +1,136 @@
+"""Where the blink cue is lost: a probe outside the package (docs/learnability.md,
+"Where the blink cue is lost").
+
+For each suite corpus named on the command line (e.g. ``blink-long-s0``, built by
+``make learnability`` under ``data/learnability``), with train + dev pooled for fitting
+and test held out, as the default protocol's cross-fitted members pool them:
+
+1. ``events``: AU45 at the model's own 6 fps (every 5th frame, tracked frames only),
+   its activations (runs above the recording's median + 1), their rate per frame and
+   mean length; an ordinary least-squares fit of the label on log rate and log length.
+2. ``segment net``: segments of M = 18 frames (stride 9) of AU45 alone or of all 17 AU
+   intensities, standardised with pooled statistics; Dense(32, gelu) x 2 -> one score
+   per segment; a recording's score is the mean of its segments' scores (as the
+   package scores recordings). Trained as the default protocol trains: 4 recordings
+   per step, 8 segment draws each, the loss on each recording's mean, a training-only
+   offset per column and recording (sd ``JITTER`` standardised units, shared by its
+   draws; the default's column jitter), Adam 1e-3, 150 passes; two training seeds.
+   With ``SHARED=K`` the segment net instead reads each AU column's M frames with one
+   MLP shared by the columns (``HIDDEN`` GELU units, default 16, then K outputs; with
+   ``HIDDEN=0`` one Dense(K, relu), the shape of Eq. 19 at K = 1) and scores the
+   segment with one Dense over the F x K outputs.
+
+Run: ``.venv/bin/python docs/probes/blink_probe.py blink-long-s0 blink-s0 ...``
+(about 1 minute per corpus on 2 CPU cores).
+"""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from depressionmlp.data.corpora import discover  # noqa: E402
+from depressionmlp.data.openface import read_recording  # noqa: E402
+
+ROOT = Path(os.environ.get("SUITE_ROOT", "data/learnability"))
+JITTER = float(os.environ.get("JITTER", "1.0"))
+SHARED = int(os.environ.get("SHARED", "0"))
+HIDDEN = int(os.environ.get("HIDDEN", "16"))
+M, STRIDE, STEP = 18, 9, 5
+
+
+def recordings(name):
+    """[(split, label, (T, 17) AU intensities at 6 fps, index of AU45)]."""
+    out = []
+    for src in discover("synthetic", ROOT / name):
+        fr = read_recording(src.path)
+        cols = [i for i, n in enumerate(fr.au_names) if n.endswith("_r")]
+        au = fr.au[:, cols].astype(np.float32)[::STEP][fr.success.astype(bool)[::STEP]]
+        out.append((src.split, float(src.label), au, [fr.au_names[i] for i in cols].index("AU45_r")))
+    return out
+
+
+def rmse(p, y):
+    return float(np.sqrt(np.mean((np.clip(p, 0, 63) - y) ** 2)))
+
+
+def events(recs):
+    def feats(a):
+        on = np.diff(np.r_[0, (a > np.median(a) + 1.0).astype(int), 0])
+        runs = np.flatnonzero(on == -1) - np.flatnonzero(on == 1)
+        return [np.log(len(runs) / len(a) + 1e-3), np.log(runs.mean() + 1) if len(runs) else 0.0]
+    X = np.array([[1.0, *feats(a[:, j])] for _, _, a, j in recs])
+    y = np.array([r[1] for r in recs]); fit = np.array([r[0] != "test" for r in recs])
+    b = np.linalg.lstsq(X[fit], y[fit], rcond=None)[0]
+    return rmse(X[~fit] @ b, y[~fit])
+
+
+class RecordingJitter(keras.layers.Layer):
+    """Training-only offset per (recording, column), shared by the recording's segments."""
+
+    def __init__(self, sd, **kwargs):
+        super().__init__(**kwargs)
+        self.sd = sd
+
+    def call(self, x, training=False):
+        if not training or not self.sd:
+            return x
+        return x + self.sd * keras.random.normal((ops.shape(x)[0], 1, 1, ops.shape(x)[-1]))
+
+
+def segment_net(recs, au45_only, seed):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    segs = []
+    for _, _, a, j in recs:
+        a = a[:, [j]] if au45_only else a
+        segs.append(np.stack([a[s:s + M] for s in range(0, len(a) - M + 1, STRIDE)]))
+    fit = np.array([r[0] != "test" for r in recs])
+    pooled = np.concatenate([s for s, f in zip(segs, fit) if f])
+    mu, sd = pooled.mean((0, 1)), pooled.std((0, 1))
+    S, F = max(len(s) for s in segs), segs[0].shape[-1]
+    X = np.zeros((len(recs), S, M, F), np.float32); mask = np.zeros((len(recs), S), np.float32)
+    for i, s in enumerate(segs):
+        X[i, :len(s)], mask[i, :len(s)] = (s - mu) / sd, 1
+    y = np.array([r[1] for r in recs], np.float32)
+    y_mean, y_sd = y[fit].mean(), y[fit].std()
+    x_in, m_in = keras.Input((S, M, F)), keras.Input((S,))
+    x = RecordingJitter(JITTER)(x_in)
+    if SHARED:                                      # one read-out for every column
+        h = ops.transpose(x, (0, 1, 3, 2))          # (batch, S, F, M)
+        if HIDDEN:
+            h = keras.layers.Dense(SHARED)(keras.layers.Dense(HIDDEN, activation="gelu")(h))
+        else:
+            h = keras.layers.Dense(SHARED, activation="relu")(h)
+        h = keras.layers.Reshape((S, F * SHARED))(h)
+    else:
+        h = keras.layers.Reshape((S, M * F))(x)
+        h = keras.layers.Dense(32, activation="gelu")(h)
+        h = keras.layers.Dense(32, activation="gelu")(h)
+    score = keras.layers.Dense(1)(h)[..., 0]
+    out = ops.sum(m_in * score, axis=1) / ops.sum(m_in, axis=1) * y_sd + y_mean
+    model = keras.Model([x_in, m_in], out)
+    model.compile(keras.optimizers.Adam(1e-3), loss="mse")
+    train = np.flatnonzero(fit)
+    for _ in range(150 * ((len(train) + 3) // 4)):
+        idx = rng.choice(train, 4, replace=False)
+        draws = np.zeros((4, S), np.float32)
+        for k, i in enumerate(idx):
+            draws[k, rng.choice(int(mask[i].sum()), 8)] = 1
+        model.train_on_batch([X[idx], draws], y[idx])
+    test = np.flatnonzero(~fit)
+    return rmse(model.predict([X[test], mask[test]], verbose=0), y[test])
+
+
+if __name__ == "__main__":
+    print(f"{'corpus':<16} {'mean pred.':>10} {'events':>7} {'AU45 net':>13} {'17-AU net':>13}")
+    for name in sys.argv[1:]:
+        recs = recordings(name)
+        y = np.array([r[1] for r in recs]); fit = np.array([r[0] != "test" for r in recs])
+        nets = [[segment_net(recs, only, seed) for seed in (0, 1)] for only in (True, False)]
+        print(f"{name:<16} {rmse(np.full((~fit).sum(), y[fit].mean()), y[~fit]):>10.2f} "
+              f"{events(recs):>7.2f} " + " ".join(f"{a:>6.2f}/{b:<6.2f}" for a, b in nets),
+              flush=True)
