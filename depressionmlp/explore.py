@@ -252,9 +252,10 @@ def pick_recordings(rows, n: int = 2) -> list[str]:
 
 def quick_run(out_dir, steps: int = 300, *, n_subjects: int = 24, seed: int = 3,
               duration_s=(10, 14), model: str = "DG+MG+Linear", cue: str = "dynamic",
-              ensemble: int | None = None) -> Path:
+              ensemble: int | None = None, train_options: dict | None = None) -> Path:
     """Train a small DepressionMLP run (default protocol, ``steps`` optimiser steps; an
-    ensemble of ``ensemble`` models, None: the protocol's 3) on a
+    ensemble of ``ensemble`` folds, None: the protocol's 3, each trained on the
+    protocol's views; ``train_options``: more ``[train]`` keys) on a
     synthetic corpus written under ``<out_dir>`` (:func:`depressionmlp.synth.generate_corpus`
     with ``n_subjects``, ``seed``, ``duration_s``, ``cue``); segments cached in
     ``<out_dir>/cache``; returns the run directory (under ``<out_dir>/runs``)."""
@@ -270,6 +271,7 @@ def quick_run(out_dir, steps: int = 300, *, n_subjects: int = 24, seed: int = 3,
            "train": {"steps": int(steps), "eval_every": max(int(steps) // 5, 1), "verbose": 0}}
     if ensemble is not None:
         cfg["train"]["ensemble"] = int(ensemble)
+    cfg["train"].update(train_options or {})
     run_dir, _ = T.train(cfg, out_base=out_dir / "runs")
     return run_dir
 

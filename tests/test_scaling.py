@@ -100,7 +100,8 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
     """``distribute = "mirrored"`` over 2 logical CPU devices, a few steps of each
     trainer in one fresh process: the scope is entered for building and again for
     restoring (a strategy.scope() object cannot be entered twice), once per ensemble
-    member (2 here, not the protocol's 3, to keep the test short), and metrics.json
+    member (2 here, one per view, not the protocol's 3 folds x 2 views, to keep the test
+    short), and metrics.json
     records 2 replicas."""
     synth.generate_corpus(tmp_path / "data" / "synthetic", n_subjects=12, seed=4,
                           duration_s=(8, 10), cue="static")
@@ -117,7 +118,8 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
                         "data": {{"corpus": "synthetic", "data_root": "{tmp_path / 'data'}",
                                  "cache_dir": ""}},
                         "train": {{"steps": 4, "eval_every": 2, "seed": 0, "verbose": 0,
-                                  "ensemble": 2, "distribute": "mirrored"}}}},
+                                  "ensemble": 2, "member_weights": "equal",
+                                  "distribute": "mirrored"}}}},
                      out_base="{tmp_path / 'd'}")
         _, b = H.train({{"name": "h", "model": {json.dumps(TINY_MODEL)},
                         "data": {{"corpus": "tiny-faces", "data_root": "{tmp_path / 'faces'}",
@@ -125,9 +127,10 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
                         "train": {{"epochs": 1, "batch_size": 8, "verbose": 0,
                                   "distribute": "mirrored"}}}}, out_base="{tmp_path / 'h'}")
         print(json.dumps([[r["distribute"], r["replicas"], r["splits"]["test"]["n"]]
-                          for r in (a, b)]))
+                          for r in (a, b)] + [len(a["members"])]))
         """)
-    (d, h) = json.loads(out.strip().splitlines()[-1])
+    (d, h, members) = json.loads(out.strip().splitlines()[-1])
+    assert members == 2
     assert d[:2] == ["mirrored", 2] and h[:2] == ["mirrored", 2]
     assert d[2] > 0 and h[2] == 3
 

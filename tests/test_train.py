@@ -803,11 +803,13 @@ def test_member_model_gives_member_k_entry_k_mod_its_length():
         {}, {"au_levels": "interleave", "column_jitter": {"R_X": 0.5, "R_Y": 0.5, "R_AU": 1.0}}]
 
 
+@pytest.mark.slow
 def test_members_that_read_the_keypoints_in_two_ways_save_as_one_model(corpus, tables,
                                                                         tmp_path):
     """train.member_model = [{}, {keypoint_levels = "speed"}]: member 1 holds the
     SegmentSpeed layers, member 0 the default's SegmentEnergy; the saved model (loaded safely) scores
-    the mean of the two members' scores."""
+    the mean of the two members' scores. Slow (23 s): the default set's
+    tests/test_ensemble.py saves two views as one model, with fitted weights."""
     root, _ = corpus
     cfg = _config(root, steps=30, eval_every=15, ensemble=2, member_weights="equal",
                   member_model=[{}, {"keypoint_levels": "speed"}])
