@@ -166,8 +166,10 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
 
     Returns one dict per recording: ``recording_id``, ``true``, ``scores`` (one per
     segment / frame, in time order), ``time`` (DepressionMLP: segment start in seconds,
-    ``k * stride / fps``; HMHN: position of the frame in the video, 0..1, the frames
-    being spread evenly), ``time_label`` and ``score`` (their mean, the recording's
+    ``k * stride / fps``; under ``data.segment.phases = p``, whose p segments start
+    within each stride, ``k * stride / (p * fps)``, spread evenly over it; HMHN:
+    position of the frame in the video, 0..1, the frames being spread evenly),
+    ``time_label`` and ``score`` (their mean, the recording's
     prediction). ``recordings``: ids to keep (None: all). ``data_root`` overrides the
     run's corpus root; ``cache_dir`` where segmented recordings are cached (None: the
     run's own setting). For an ensemble with ``train.member_split = "cross"`` the select
@@ -189,7 +191,8 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
             continue
         s = seg[table.offsets[r]:table.offsets[r] + table.counts[r]]
         out.append({"recording_id": str(rid), "true": float(table.recording_labels[r]),
-                    "scores": s, "time": np.arange(len(s)) * settings.stride / settings.fps,
+                    "scores": s, "time": np.arange(len(s)) * settings.stride
+                    / (settings.fps * settings.phases),
                     "time_label": "segment start (s)", "score": float(np.mean(s))})
     return out
 

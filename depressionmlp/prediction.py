@@ -40,7 +40,7 @@ def severity_band(score: float, scale: str) -> dict:
             "scale": SCALE_NAMES.get(scale, scale)}
 
 
-def score_interval(seg_scores, segment_length: int, stride: int, scale: str,
+def score_interval(seg_scores, segment_length: int, stride: float, scale: str,
                    level: float = 0.95) -> dict | None:
     """Approximate interval for the mean of overlapping segment scores; None for
     fewer than two segments (no spread to measure)."""
@@ -83,7 +83,9 @@ def describe(result: dict, cfg: dict, model_path) -> dict:
     seg = np.asarray(result["segment_scores"], dtype=np.float64)
     scale = result["scale"]
     settings = cfg["resolved"]["segment"]
-    m, stride, fps = (int(settings["segment_length"]), int(settings["stride"]),
+    # with data.segment.phases = k, k segments start in each stride's span
+    m, stride, fps = (int(settings["segment_length"]),
+                      int(settings["stride"]) / int(settings.get("phases", 1)),
                       float(settings["fps"]))
     out = dict(result)
     out["spread"] = {"sd": float(np.std(seg, ddof=1)) if len(seg) > 1 else 0.0,

@@ -302,6 +302,21 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if cfg["data"]["corpus"] not in SCALES:
         raise DataError(source, f"data.corpus must be one of {sorted(SCALES)}, "
                                 f"got {cfg['data']['corpus']!r}")
+    phases = cfg["data"]["segment"].get("phases", 1)
+    if not (isinstance(phases, int) and not isinstance(phases, bool) and phases >= 1):
+        raise DataError(source, f"data.segment.phases must be a positive integer (1 = the "
+                                f"paper, at most fps_in / fps), got {phases!r}")
+    from depressionmlp.data.segments import downsample_step
+    known = set(SegmentSettings().to_dict()) | {"phases"}
+    unknown = sorted(set(cfg["data"]["segment"]) - known)
+    if unknown:
+        raise DataError(source, f"unknown config key(s) data.segment.{unknown[0]}; "
+                                f"known: {', '.join(sorted(known))}")
+    settings = segment_settings(cfg)
+    step = downsample_step(settings.fps_in, settings.fps)
+    if phases > step:
+        raise DataError(source, f"data.segment.phases must be at most fps_in / fps = "
+                                f"{step}, got {phases}")
     return cfg
 
 

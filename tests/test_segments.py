@@ -122,6 +122,37 @@ def test_segment_stride_in_one_long_run():
     np.testing.assert_allclose(r_x[1, 0], f.x[45] / 640, rtol=1e-6)   # start #9 = row 45
 
 
+def test_phases_cut_the_same_segments_from_every_offset_in_time_order():
+    """data.segment.phases = k: phase p's segments are phase 0's segments of the video
+    from its row p on (rows p, p + 5, ...), merged in order of their first row; a
+    failed frame in one phase ends only that phase's run."""
+    success = np.ones(600, bool)
+    success[302] = False                      # phase 2 only (row 302 = 2 + 5 * 60)
+    f = frames_of(600, success=success)
+    settings = SegmentSettings(frame_size=(480, 640), phases=5)
+    r_x, r_y, r_au, info = segment_recording(f, settings)
+    want, firsts = [], []
+    for p in range(5):
+        g = OpenFaceFrames(f.path, f.frame[p:], f.timestamp[p:], f.success[p:],
+                           f.confidence[p:], f.x[p:], f.y[p:], f.au[p:], f.au_names)
+        part = segment_recording(g, SegmentSettings(frame_size=(480, 640)))
+        want.append(np.concatenate(part[:3], axis=-1))
+        firsts += [p + 45 * k for k in range(len(part[0]))] if p != 2 else []
+    assert [len(w) for w in want] == [12, 12, 10, 12, 12]       # phase 2: a run broken at 60
+    assert info["segments"] == len(r_x) == 58
+    got = np.concatenate([r_x, r_y, r_au], axis=-1)
+    firsts_2 = [2 + 5 * s for s in (0, 9, 18, 27, 36, 61, 70, 79, 88, 97)]
+    order = np.argsort(np.r_[firsts, firsts_2], kind="stable")
+    pooled = np.concatenate([w for p, w in enumerate(want) if p != 2] + [want[2]])[order]
+    np.testing.assert_array_equal(got, pooled)
+    np.testing.assert_allclose(r_x[1, 0], f.x[1] / 640, rtol=1e-6)   # phase 1's first
+    assert "phases" not in SegmentSettings().to_dict()           # caches of 1 unchanged
+    assert SegmentSettings.from_dict(settings.to_dict()) == settings
+    for bad in (0, 6, 2.5, True):
+        with pytest.raises(ValueError, match="phases must be an integer from 1 to 5"):
+            segment_recording(f, SegmentSettings(phases=bad))
+
+
 def test_missing_rows_in_the_file_break_a_run():
     f = frames_of(200)
     cut = np.r_[0:100, 150:200]               # rows for frames 101..150 missing from the file

@@ -176,6 +176,14 @@ def _longest_run(keep: np.ndarray) -> int:
     return best
 
 
+def _windows(keep: np.ndarray, starts: np.ndarray, step: int, phase: int,
+             length: int) -> np.ndarray:
+    """(S, M) full-rate row numbers of the segments starting at ``starts`` among the
+    kept frames of the down-sampled phase ``phase`` (rows phase, phase + step, ...)."""
+    rows = np.flatnonzero(keep) * step + phase
+    return rows[starts[:, None] + np.arange(length)[None, :]].reshape(-1, length)
+
+
 def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None = None):
     """Cut one recording into segments (Eq. 1-3).
 
@@ -187,8 +195,8 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
         (R_X, R_Y, R_AU, info): R_X, R_Y (S, M, 68) float32 (Eq. 2), R_AU
         (S, M, N) float32 (Eq. 3), info a dict with frames_total (T),
         frames_dropped (failed frames among the T), frames_sampled (after
-        down-sampling), frames_kept (down-sampled frames used), segments (S),
-        step, fps.
+        down-sampling), frames_kept (down-sampled frames used; both of phase
+        0), segments (S, over all ``settings.phases``), step, fps.
 
     Raises:
         ShortRecordingError (a DataError): fewer usable frames than one segment,
@@ -201,6 +209,10 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
         raise ValueError(f"segment_length and stride must be >= 1, got {m}, {s.stride}")
     if s.center not in CENTERING:
         raise ValueError(f"center must be one of {CENTERING}, got {s.center!r}")
+    phases = s.phases
+    if isinstance(phases, bool) or not isinstance(phases, int) or not 1 <= phases <= step:
+        raise ValueError(f"phases must be an integer from 1 to {step} (fps_in / fps), "
+                         f"got {phases!r}")
     keep_all = kept_mask(frames, s.min_confidence)
     keep = keep_all[::step]
     frame_no = frames.frame[::step]
@@ -220,8 +232,17 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
                        f"{_longest_run(keep)} in a row, a segment needs {m} consecutive")
         raise ShortRecordingError(frames.path, f"{problem} ({info['frames_dropped']} of "
                                      f"{info['frames_total']} frames failed tracking)")
-    rows = np.flatnonzero(keep) * step            # positions in the full-rate arrays
-    win = rows[starts[:, None] + np.arange(m)[None, :]]   # (S, M)
+    win = _windows(keep, starts, step, 0, m)      # (S, M) rows of the full-rate arrays
+    if phases > 1:                                # [choice] see SegmentSettings.phases
+        win = [win]
+        for phase in range(1, phases):
+            keep_p = keep_all[phase::step]
+            starts_p = run_starts(keep_p, frames.frame[phase::step], step, m, int(s.stride))
+            win.append(_windows(keep_p, starts_p, step, phase, m))
+        win = np.concatenate(win)
+        win = win[np.argsort(win[:, 0], kind="stable")]
+        info["segments"] = int(len(win))
+    rows = np.flatnonzero(keep) * step            # phase 0's kept frames (centring)
     r_x = normalise_landmarks(frames.x[win], s.frame_size)
     r_y = normalise_landmarks(frames.y[win], s.frame_size)
     r_au = widen_aus(frames.au[win], s.n_points)

@@ -27,6 +27,12 @@ class SegmentSettings:
             over the recording's kept frames, so that where a face sits in the frame,
             its shape and its resting AU levels (identity) do not reach the model and
             only movement about the recording's own mean does.
+        phases: down-sampling phases cut into segments [choice]: 1 (the paper)
+            keeps every 5th frame from the first; k (2 .. fps_in / fps) also cuts the
+            same segments from the frames offset by 1 .. k-1 at the input rate, so
+            that k / 5 of a 30 fps video's frames reach the model (the segments of a
+            recording in order of their first frame). Omitted from ``to_dict`` at 1,
+            so that caches and run fingerprints of earlier releases stay valid.
     """
 
     fps_in: float = 30.0
@@ -37,12 +43,16 @@ class SegmentSettings:
     n_points: int = 68
     min_confidence: float = 0.8
     center: str = "none"
+    phases: int = 1
 
     def to_dict(self) -> dict:
-        return {"fps_in": self.fps_in, "fps": self.fps,
-                "segment_length": self.segment_length, "stride": self.stride,
-                "frame_size": list(self.frame_size), "n_points": self.n_points,
-                "min_confidence": self.min_confidence, "center": self.center}
+        d = {"fps_in": self.fps_in, "fps": self.fps,
+             "segment_length": self.segment_length, "stride": self.stride,
+             "frame_size": list(self.frame_size), "n_points": self.n_points,
+             "min_confidence": self.min_confidence, "center": self.center}
+        if self.phases != 1:
+            d["phases"] = self.phases
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentSettings":
