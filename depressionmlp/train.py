@@ -38,6 +38,7 @@ removed first.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import math
@@ -307,7 +308,7 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, f"data.segment.phases must be a positive integer (1 = the "
                                 f"paper, at most fps_in / fps), got {phases!r}")
     from depressionmlp.data.segments import downsample_step
-    known = set(SegmentSettings().to_dict()) | {"phases"}
+    known = {f.name for f in dataclasses.fields(SegmentSettings)}
     unknown = sorted(set(cfg["data"]["segment"]) - known)
     if unknown:
         raise DataError(source, f"unknown config key(s) data.segment.{unknown[0]}; "
