@@ -166,8 +166,9 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
 
     Returns one dict per recording: ``recording_id``, ``true``, ``scores`` (one per
     segment / frame, in time order), ``time`` (DepressionMLP: segment start in seconds,
-    ``k * stride / fps``; under ``data.segment.phases = p``, whose p segments start
-    within each stride, ``k * stride / (p * fps)``, spread evenly over it; HMHN:
+    ``k * stride / fps``; for a recording cut at p phases (``data.segment.phases``,
+    or the ``"auto"`` rule's choice), whose p segments start within each stride,
+    ``k * stride / (p * fps)``, spread evenly over it; HMHN:
     position of the frame in the video, 0..1, the frames being spread evenly),
     ``time_label`` and ``score`` (their mean, the recording's
     prediction). ``recordings``: ids to keep (None: all). ``data_root`` overrides the
@@ -192,9 +193,16 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
         s = seg[table.offsets[r]:table.offsets[r] + table.counts[r]]
         out.append({"recording_id": str(rid), "true": float(table.recording_labels[r]),
                     "scores": s, "time": np.arange(len(s)) * settings.stride
-                    / (settings.fps * settings.phases),
+                    / (settings.fps * _phases(table, r, settings)),
                     "time_label": "segment start (s)", "score": float(np.mean(s))})
     return out
+
+
+def _phases(table, r: int, settings) -> int:
+    """The phases recording ``r`` was cut at (``"auto"`` decides per recording)."""
+    if table.phases is not None:
+        return int(table.phases[r])
+    return int(settings.phases)
 
 
 def load_table(run_dir, split: str = "dev", *, data_root=None, cache_dir=None):

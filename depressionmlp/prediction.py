@@ -26,7 +26,7 @@ import numpy as np
 
 from depressionmlp import metrics
 
-MIN_SEGMENTS = 5            # fewer: the score rests on a few seconds of video
+MIN_SEGMENTS = 5            # fewer (per phase): the score rests on a few seconds of video
 MAX_DROPPED = 0.3           # more failed-tracking frames than this: warn
 SCALE_NAMES = {"bdi2": "BDI-II", "phq8": "PHQ-8"}
 
@@ -83,10 +83,11 @@ def describe(result: dict, cfg: dict, model_path) -> dict:
     seg = np.asarray(result["segment_scores"], dtype=np.float64)
     scale = result["scale"]
     settings = cfg["resolved"]["segment"]
-    # with data.segment.phases = k, k segments start in each stride's span
+    # cut at k phases (data.segment.phases, or the "auto" rule's choice for this
+    # recording), k segments start in each stride's span
+    phases = result.get("phases", settings.get("phases", 1))
     m, stride, fps = (int(settings["segment_length"]),
-                      int(settings["stride"]) / int(settings.get("phases", 1)),
-                      float(settings["fps"]))
+                      int(settings["stride"]) / int(phases), float(settings["fps"]))
     out = dict(result)
     out["spread"] = {"sd": float(np.std(seg, ddof=1)) if len(seg) > 1 else 0.0,
                      "min": float(seg.min()), "q25": float(np.percentile(seg, 25)),
@@ -97,7 +98,7 @@ def describe(result: dict, cfg: dict, model_path) -> dict:
     out["model"] = run_identity(model_path, cfg)
     warnings = []
     seconds = ((len(seg) - 1) * stride + m) / fps
-    if len(seg) < MIN_SEGMENTS:
+    if len(seg) / int(phases) < MIN_SEGMENTS:        # windows of distinct video
         warnings.append(f"thin evidence: {len(seg)} segment(s), about {seconds:.0f} s of "
                         f"usable video; the score may not represent the recording")
     top = metrics.SEVERITY_SCALES[scale]["max"]

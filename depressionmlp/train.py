@@ -56,7 +56,7 @@ from depressionmlp import classical
 from depressionmlp import metrics
 from depressionmlp.data.sampler import (SegmentTable, balanced_dataset,
                                         steps_per_epoch, subject_folds)
-from depressionmlp.data.types import SegmentSettings
+from depressionmlp.data.types import AUTO_PHASES, SegmentSettings
 from depressionmlp.errors import DataError
 from depressionmlp.runs import (check_numbers, check_resumable, clean_temporaries,
                                 committed_backup,
@@ -304,9 +304,14 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, f"data.corpus must be one of {sorted(SCALES)}, "
                                 f"got {cfg['data']['corpus']!r}")
     phases = cfg["data"]["segment"].get("phases", 1)
-    if not (isinstance(phases, int) and not isinstance(phases, bool) and phases >= 1):
-        raise DataError(source, f"data.segment.phases must be a positive integer (1 = the "
-                                f"paper, at most fps_in / fps), got {phases!r}")
+    if not (phases == AUTO_PHASES
+            or (isinstance(phases, int) and not isinstance(phases, bool) and phases >= 1)):
+        raise DataError(source, f"data.segment.phases must be \"{AUTO_PHASES}\" or a positive "
+                                f"integer (1 = the paper, at most fps_in / fps), got {phases!r}")
+    below = cfg["data"]["segment"].get("phases_below", 40)
+    if isinstance(below, bool) or not isinstance(below, int) or below < 1:
+        raise DataError(source, f"data.segment.phases_below must be a positive integer "
+                                f"(segments), got {below!r}")
     from depressionmlp.data.segments import downsample_step
     known = {f.name for f in dataclasses.fields(SegmentSettings)}
     unknown = sorted(set(cfg["data"]["segment"]) - known)
@@ -315,7 +320,7 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
                                 f"known: {', '.join(sorted(known))}")
     settings = segment_settings(cfg)
     step = downsample_step(settings.fps_in, settings.fps)
-    if phases > step:
+    if phases != AUTO_PHASES and phases > step:
         raise DataError(source, f"data.segment.phases must be at most fps_in / fps = "
                                 f"{step}, got {phases}")
     return cfg
@@ -1223,7 +1228,8 @@ def predict_file(model, cfg: dict, path) -> dict:
     return {"file": str(path), "score": score, "severity": metrics.severity_name(score, scale),
             "scale": scale, "segments": len(seg), "segment_scores": [float(v) for v in seg],
             "frames": int(info.get("frames_total", frames.n_frames)),
-            "frames_dropped": int(info.get("frames_dropped", 0))}
+            "frames_dropped": int(info.get("frames_dropped", 0)),
+            "phases": int(info.get("phases", 1))}
 
 
 def log(msg: str) -> None:

@@ -314,7 +314,11 @@ def test_predict_reports_spread_interval_model_band_and_warnings(tmp_path, run_d
         assert inside != any("lies outside the BDI-II range 0-63" in w for w in r["warnings"])
         assert {"sd", "min", "max", "median"} <= set(r["spread"])
     assert a["segments"] > 5 and a["interval"]["low"] <= a["score"] <= a["interval"]["high"]
-    assert b["segments"] == 1 and b["interval"] is None
+    # 20 frames at 6 fps: one segment at phase 0, so the default's "auto" rule cuts all
+    # five phases (windows 1/30 s apart: about 1.4 independent segments' worth)
+    assert b["segments"] == 5 and b["phases"] == 5 and a["phases"] == 5
+    assert b["interval"]["effective_segments"] == 1.4
+    assert b["usable_seconds"] == pytest.approx(4.2)
     assert any("thin evidence" in w for w in b["warnings"])
     assert "thin evidence" in err and str(short) in err
     rc, out, err = run(dmlp, ["predict", "--model", run_dir, "--openface", short], capsys)

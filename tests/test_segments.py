@@ -8,7 +8,9 @@ import pytest
 import depressionmlp.data.segments as seg
 from depressionmlp.data.segments import (downsample, load_segmented, normalise_landmarks,
                                          segment_recording, widen_aus)
-from depressionmlp.data.types import OpenFaceFrames, RecordingSource, SegmentSettings
+from depressionmlp.data.sampler import SegmentTable
+from depressionmlp.data.types import (OpenFaceFrames, RecordingSource, SegmentedRecording,
+                                      SegmentSettings)
 from depressionmlp.errors import DataError
 
 try:
@@ -104,7 +106,7 @@ def test_segment_counts_with_gaps_hand_computed():
     f = frames_of(t, success=succ, confidence=conf)
     r_x, r_y, r_au, info = segment_recording(f, SegmentSettings())
     assert info == {"frames_total": 300, "frames_dropped": 3, "frames_sampled": 60,
-                    "frames_kept": 58, "segments": 2, "step": 5, "fps": 6.0}
+                    "frames_kept": 58, "segments": 2, "step": 5, "fps": 6.0, "phases": 1}
     assert r_x.shape == r_y.shape == r_au.shape == (2, 18, 68)
     assert r_x.dtype == r_y.dtype == r_au.dtype == np.float32
     rows = [np.arange(0, 90, 5), np.arange(130, 220, 5)]
@@ -148,9 +150,38 @@ def test_phases_cut_the_same_segments_from_every_offset_in_time_order():
     np.testing.assert_allclose(r_x[1, 0], f.x[1] / 640, rtol=1e-6)   # phase 1's first
     assert "phases" not in SegmentSettings().to_dict()           # caches of 1 unchanged
     assert SegmentSettings.from_dict(settings.to_dict()) == settings
-    for bad in (0, 6, 2.5, True):
-        with pytest.raises(ValueError, match="phases must be an integer from 1 to 5"):
+    for bad in (0, 6, 2.5, True, "all"):
+        with pytest.raises(ValueError, match="phases must be \"auto\" or an integer from 1 to 5"):
             segment_recording(f, SegmentSettings(phases=bad))
+
+
+def test_auto_phases_cut_every_phase_of_short_recordings_only():
+    """phases = "auto": a recording whose phase 0 gives fewer than ``phases_below``
+    segments is cut exactly as at phases = 5; one with at least that many exactly as
+    at phases = 1; the choice is in ``info["phases"]`` and reaches the SegmentTable."""
+    f = frames_of(600)                                  # 12 segments at phase 0
+    size = (480, 640)
+    for below, want in ((13, 5), (12, 1), (40, 5)):
+        auto = SegmentSettings(frame_size=size, phases="auto", phases_below=below)
+        got = segment_recording(f, auto)
+        ref = segment_recording(f, SegmentSettings(frame_size=size, phases=want))
+        assert got[3]["phases"] == want
+        assert got[3]["segments"] == len(got[0]) == (60 if want == 5 else 12)
+        for a, b in zip(got[:3], ref[:3]):
+            np.testing.assert_array_equal(a, b)
+    auto = SegmentSettings(frame_size=size, phases="auto")
+    assert auto.to_dict()["phases"] == "auto" and auto.to_dict()["phases_below"] == 40
+    assert "phases_below" not in SegmentSettings(phases=5).to_dict()
+    assert SegmentSettings.from_dict(auto.to_dict()) == auto
+    with pytest.raises(ValueError, match="phases_below must be a positive integer"):
+        segment_recording(f, SegmentSettings(phases="auto", phases_below=0))
+    recs = [SegmentedRecording(str(i), str(i), "train", 1.0, *segment_recording(g, auto)[:3],
+                               meta=segment_recording(g, auto)[3])
+            for i, g in enumerate((frames_of(600), frames_of(2000)))]
+    table = SegmentTable.from_recordings(recs)
+    assert table.phases.tolist() == [5, 1] and table.counts.tolist() == [60, 43]
+    assert table.subset([1]).phases.tolist() == [1]
+    assert SegmentTable.concat([table, table.subset([0])]).phases.tolist() == [5, 1, 5]
 
 
 def test_missing_rows_in_the_file_break_a_run():

@@ -472,14 +472,20 @@ def test_bad_config_key_and_value(tmp_path):
     with pytest.raises(DataError, match="data.corpus must be one of"):
         train.resolve_config({"data": {"corpus": "avec2015"}}, "x.toml")
     for bad in (0, 2.5, "5", True):
-        with pytest.raises(DataError, match="data.segment.phases must be a positive integer"):
+        with pytest.raises(DataError, match="data.segment.phases must be \"auto\" or a positive"):
             train.resolve_config({"data": {"segment": {"phases": bad}}}, "x.toml")
+    for bad in (0, 2.5, "40"):
+        with pytest.raises(DataError, match="data.segment.phases_below must be a positive"):
+            train.resolve_config({"data": {"segment": {"phases_below": bad}}}, "x.toml")
     with pytest.raises(DataError, match="unknown config key.s. data.segment.strid; known: "):
         train.resolve_config({"data": {"segment": {"strid": 3}}}, "x.toml")
     with pytest.raises(DataError, match="phases must be at most fps_in / fps = 5, got 6"):
         train.resolve_config({"data": {"segment": {"phases": 6}}}, "x.toml")
     assert train.segment_settings(train.resolve_config(
         {"data": {"segment": {"phases": 5}}})).phases == 5
+    # the default protocol decides per recording; the paper's keeps every 5th frame
+    assert train.segment_settings(train.resolve_config({})).phases == "auto"
+    assert train.segment_settings(train.resolve_config({}, protocol="paper")).phases == 1
 
 
 @pytest.mark.parametrize("name", ["StatsRidge", "StatsLasso"])

@@ -34,6 +34,9 @@ class SegmentTable:
         offsets, counts: (R,) first segment and number of segments per recording.
         recording_ids, subject_ids: (R,) str.
         recording_labels: (R,) float32.
+        phases: (R,) int, the down-sampling phases each recording was cut at
+            (``SegmentSettings.phases``; its segments start ``stride / phases``
+            frames apart on average), or None where unknown.
     """
 
     arrays: dict
@@ -44,6 +47,7 @@ class SegmentTable:
     recording_ids: np.ndarray
     subject_ids: np.ndarray
     recording_labels: np.ndarray
+    phases: np.ndarray | None = None
 
     @classmethod
     def from_recordings(cls, recordings: list[SegmentedRecording], streams=STREAMS):
@@ -62,7 +66,8 @@ class SegmentTable:
                    offsets=offsets, counts=counts,
                    recording_ids=np.array([r.recording_id for r in recordings]),
                    subject_ids=np.array([r.subject_id for r in recordings]),
-                   recording_labels=rec_labels)
+                   recording_labels=rec_labels,
+                   phases=np.array([int(r.meta.get("phases", 1)) for r in recordings]))
 
     @classmethod
     def concat(cls, tables: list["SegmentTable"]) -> "SegmentTable":
@@ -80,7 +85,9 @@ class SegmentTable:
             counts=counts,
             recording_ids=np.concatenate([tb.recording_ids for tb in tables]),
             subject_ids=np.concatenate([tb.subject_ids for tb in tables]),
-            recording_labels=np.concatenate([tb.recording_labels for tb in tables]))
+            recording_labels=np.concatenate([tb.recording_labels for tb in tables]),
+            phases=(None if any(tb.phases is None for tb in tables)
+                    else np.concatenate([tb.phases for tb in tables])))
 
     def subset(self, recordings) -> "SegmentTable":
         """The table of the recordings at indices ``recordings`` (in that order)."""
@@ -95,7 +102,8 @@ class SegmentTable:
             recording=np.repeat(np.arange(idx.size, dtype=np.int32), counts),
             offsets=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
             counts=counts, recording_ids=self.recording_ids[idx],
-            subject_ids=self.subject_ids[idx], recording_labels=self.recording_labels[idx])
+            subject_ids=self.subject_ids[idx], recording_labels=self.recording_labels[idx],
+            phases=None if self.phases is None else self.phases[idx])
 
     @property
     def n_segments(self) -> int:

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from depressionmlp.data.openface import dependency_paths, read_recording
-from depressionmlp.data.types import (OpenFaceFrames, RecordingSource, SegmentedRecording,
-                                      SegmentSettings)
+from depressionmlp.data.types import (AUTO_PHASES, OpenFaceFrames, RecordingSource,
+                                      SegmentedRecording, SegmentSettings)
 from depressionmlp.errors import DataError
 
 CACHE_VERSION = 1
@@ -184,6 +184,27 @@ def _windows(keep: np.ndarray, starts: np.ndarray, step: int, phase: int,
     return rows[starts[:, None] + np.arange(length)[None, :]].reshape(-1, length)
 
 
+def check_phases(settings: SegmentSettings, step: int) -> None:
+    """ValueError unless ``settings.phases`` is an integer from 1 to ``step`` or
+    ``"auto"`` with a positive integer ``phases_below``."""
+    phases, below = settings.phases, settings.phases_below
+    if phases == AUTO_PHASES:
+        if isinstance(below, bool) or not isinstance(below, int) or below < 1:
+            raise ValueError(f"phases_below must be a positive integer, got {below!r}")
+    elif isinstance(phases, bool) or not isinstance(phases, int) or not 1 <= phases <= step:
+        raise ValueError(f"phases must be \"{AUTO_PHASES}\" or an integer from 1 to {step} "
+                         f"(fps_in / fps), got {phases!r}")
+
+
+def recording_phases(settings: SegmentSettings, step: int, segments_phase0: int) -> int:
+    """The phases one recording is cut at: ``settings.phases``, or under ``"auto"``
+    all ``step`` of them when phase 0 alone gives fewer than ``phases_below``
+    segments, else 1 [choice] (see SegmentSettings.phases)."""
+    if settings.phases != AUTO_PHASES:
+        return int(settings.phases)
+    return step if segments_phase0 < settings.phases_below else 1
+
+
 def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None = None):
     """Cut one recording into segments (Eq. 1-3).
 
@@ -196,7 +217,8 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
         (S, M, N) float32 (Eq. 3), info a dict with frames_total (T),
         frames_dropped (failed frames among the T), frames_sampled (after
         down-sampling), frames_kept (down-sampled frames used; both of phase
-        0), segments (S, over all ``settings.phases``), step, fps.
+        0), segments (S, over all phases), phases (those this recording was cut
+        at: ``settings.phases``, or the ``"auto"`` rule's choice), step, fps.
 
     Raises:
         ShortRecordingError (a DataError): fewer usable frames than one segment,
@@ -209,10 +231,7 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
         raise ValueError(f"segment_length and stride must be >= 1, got {m}, {s.stride}")
     if s.center not in CENTERING:
         raise ValueError(f"center must be one of {CENTERING}, got {s.center!r}")
-    phases = s.phases
-    if isinstance(phases, bool) or not isinstance(phases, int) or not 1 <= phases <= step:
-        raise ValueError(f"phases must be an integer from 1 to {step} (fps_in / fps), "
-                         f"got {phases!r}")
+    check_phases(s, step)
     keep_all = kept_mask(frames, s.min_confidence)
     keep = keep_all[::step]
     frame_no = frames.frame[::step]
@@ -232,6 +251,8 @@ def segment_recording(frames: OpenFaceFrames, settings: SegmentSettings | None =
                        f"{_longest_run(keep)} in a row, a segment needs {m} consecutive")
         raise ShortRecordingError(frames.path, f"{problem} ({info['frames_dropped']} of "
                                      f"{info['frames_total']} frames failed tracking)")
+    phases = recording_phases(s, step, len(starts))
+    info["phases"] = phases
     win = _windows(keep, starts, step, 0, m)      # (S, M) rows of the full-rate arrays
     if phases > 1:                                # [choice] see SegmentSettings.phases
         win = [win]
@@ -331,8 +352,8 @@ def load_segmented(source: RecordingSource, settings: SegmentSettings | None = N
                               info=np.array(json.dumps(info)))
     else:
         r_x, r_y, r_au, info = hit
-    meta = dict(info, path=source.path, label_path=source.label_path,
-                cached=hit is not None)
+    meta = dict({"phases": s.phases}, **info)     # caches older than info["phases"]
+    meta.update(path=source.path, label_path=source.label_path, cached=hit is not None)
     return SegmentedRecording(
         recording_id=source.recording_id, subject_id=source.subject_id,
         split=source.split, label=float(source.label), R_X=r_x, R_Y=r_y, R_AU=r_au,

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+#: ``SegmentSettings.phases`` value that decides the phases per recording
+AUTO_PHASES = "auto"
+
 
 @dataclass(frozen=True)
 class SegmentSettings:
@@ -31,8 +34,15 @@ class SegmentSettings:
             keeps every 5th frame from the first; k (2 .. fps_in / fps) also cuts the
             same segments from the frames offset by 1 .. k-1 at the input rate, so
             that k / 5 of a 30 fps video's frames reach the model (the segments of a
-            recording in order of their first frame). Omitted from ``to_dict`` at 1,
-            so that caches and run fingerprints of earlier releases stay valid.
+            recording in order of their first frame). ``"auto"`` (the default
+            protocol's) decides per recording: every phase (fps_in / fps) for a
+            recording with fewer than ``phases_below`` segments at phase 0, 1
+            otherwise, so short recordings give more windows and long ones cost no
+            more. Omitted from ``to_dict`` at 1, so that caches and run fingerprints
+            of earlier releases stay valid.
+        phases_below: the ``"auto"`` rule's threshold, in phase-0 segments (40: about
+            a minute at M = 18, stride 9, 6 fps). Ignored, and omitted from
+            ``to_dict``, unless ``phases`` is ``"auto"``.
     """
 
     fps_in: float = 30.0
@@ -43,7 +53,8 @@ class SegmentSettings:
     n_points: int = 68
     min_confidence: float = 0.8
     center: str = "none"
-    phases: int = 1
+    phases: int | str = 1
+    phases_below: int = 40
 
     def to_dict(self) -> dict:
         d = {"fps_in": self.fps_in, "fps": self.fps,
@@ -52,6 +63,8 @@ class SegmentSettings:
              "min_confidence": self.min_confidence, "center": self.center}
         if self.phases != 1:
             d["phases"] = self.phases
+        if self.phases == AUTO_PHASES:
+            d["phases_below"] = self.phases_below
         return d
 
     @classmethod
