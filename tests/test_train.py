@@ -681,8 +681,12 @@ def test_demo_settings_line_names_every_default_protocol_choice():
                   "learning rate 0.002", "1600 steps", "6 such models (2 views x 3 folds)",
                   "slope fitted on each model's held-out fold",
                   "model k trains on 2 of 3 subject folds of train + dev and is selected and "
-                  "calibrated on fold k; dev is scored out of fold"):
+                  "calibrated on fold k; dev is scored out of fold",
+                  "all five down-sampling phases of each recording with fewer than 40 at "
+                  "phase 0"):
         assert words in line, (words, line)
+    three = settings_line(train.resolve_config({"data": {"segment": {"phases": 3}}}))
+    assert "segments cut from 3 down-sampling phases" in three and "all five" not in three
     assert settings_line(train.resolve_config({"protocol": "paper"})).startswith(
         "Protocol `paper`: the paper's")
     fixed = settings_line(train.resolve_config({"train": {"member_split": "fixed"}}))
