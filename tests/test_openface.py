@@ -225,6 +225,9 @@ def test_inspect_openface(tmp_path):
     assert info["aus"] == 35 and info["au_names"] == AU_COLUMNS
     assert info["fps_in"] == 30.0
     assert info["segments"] == 2                # hand-count in test_segments
+    # "auto": phase 0 has 2 (< 40), so all five: phases 1, 3, 4 have 60 frames (5 each),
+    # phase 2 loses row 7 (58 frames: 5)
+    assert (info["default_phases"], info["default_segments"]) == (5, 22)
     assert info["x_px_range"] == [50.5, 410.25]
     assert info["y_px_range"] == [100.0, 333.0]
     assert "note" not in info

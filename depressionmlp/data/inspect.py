@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from depressionmlp.data.openface import DAIC_AUS_SUFFIX, DAIC_FEATURES_SUFFIX, read_recording
 from depressionmlp.data.segments import kept_mask, segment_recording
-from depressionmlp.data.types import SegmentSettings
+from depressionmlp.data.types import AUTO_PHASES, SegmentSettings
 from depressionmlp.errors import DataError
 
 
@@ -48,8 +49,10 @@ def inspect_recording(path, settings: SegmentSettings | None = None) -> dict:
     Returns:
         dict with file, frames (rows), frames_ok (tracked frames kept, full rate),
         frames_dropped, aus (AU columns found), au_names, fps_in (from the
-        timestamps), segments, x_px_range and y_px_range ([min, max] of the 2-D
-        landmarks over kept frames, pixels); plus ``note`` when the measured
+        timestamps), segments (at ``settings.phases``), default_phases and
+        default_segments (how the default protocol's ``phases = "auto"`` cuts it:
+        all five phases below 40 segments at phase 0), x_px_range and y_px_range
+        ([min, max] of the 2-D landmarks over kept frames, pixels); plus ``note`` when the measured
         frame rate differs from ``settings.fps_in``.
 
     Raises:
@@ -61,12 +64,15 @@ def inspect_recording(path, settings: SegmentSettings | None = None) -> dict:
     keep = kept_mask(frames, s.min_confidence)
     notes = []
     segments = segment_recording(frames, s)[3]["segments"]   # too short: DataError, as training
+    # how the default protocol (data.segment.phases = "auto") would cut it
+    auto = segment_recording(frames, replace(s, phases=AUTO_PHASES))[3]
     fps = estimate_fps(frames.timestamp, frames.frame)
     if fps is not None and abs(fps - s.fps_in) > 0.05 * s.fps_in:
         notes.append(f"timestamps say {fps:g} fps, segmenting assumes {s.fps_in:g}")
     info = {"file": os.fspath(path), "frames": frames.n_frames, "frames_ok": int(keep.sum()),
             "frames_dropped": int((~keep).sum()), "aus": len(frames.au_names),
             "au_names": list(frames.au_names), "fps_in": fps, "segments": int(segments),
+            "default_phases": int(auto["phases"]), "default_segments": int(auto["segments"]),
             "x_px_range": _px_range(frames.x[keep]), "y_px_range": _px_range(frames.y[keep])}
     if notes:
         info["note"] = "; ".join(notes)
