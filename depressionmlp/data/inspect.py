@@ -52,8 +52,8 @@ def inspect_recording(path, settings: SegmentSettings | None = None) -> dict:
         timestamps), segments (at ``settings.phases``), default_phases and
         default_segments (how the default protocol's ``phases = "auto"`` cuts it:
         all five phases below 40 segments at phase 0), x_px_range and y_px_range
-        ([min, max] of the 2-D landmarks over kept frames, pixels); plus ``note`` when the measured
-        frame rate differs from ``settings.fps_in``.
+        ([min, max] of the 2-D landmarks over kept frames, pixels); plus ``note``
+        when the measured frame rate differs from ``settings.fps_in``.
 
     Raises:
         DataError: the file cannot be read (see the readers), or it is too short
