@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from depressionmlp import classical
-from depressionmlp.data.types import AUTO_PHASES
+from depressionmlp.data.types import AUTO_PHASES, SegmentSettings
 from depressionmlp.errors import DataError
 from depressionmlp.runs import load_config, write_json_atomic, write_text_atomic
 
@@ -159,9 +159,10 @@ def settings_line(cfg: dict) -> str:
         notes.append(f"inputs centred per {seg['center']} [choice]")
     phases = seg.get("phases", 1)
     if phases == AUTO_PHASES:
+        below = seg.get("phases_below", SegmentSettings.phases_below)
         notes.append(f"segments cut from all five down-sampling phases of each recording "
-                     f"with fewer than {seg.get('phases_below', 40)} at phase 0 (paper: "
-                     "every 5th frame from the first) [choice]")
+                     f"with fewer than {below} at phase 0 (paper: every 5th frame from the "
+                     "first) [choice]")
     elif phases != 1:
         notes.append(f"segments cut from {phases} down-sampling phases (paper: every 5th "
                      "frame from the first) [choice]")

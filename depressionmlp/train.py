@@ -308,7 +308,7 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
             or (isinstance(phases, int) and not isinstance(phases, bool) and phases >= 1)):
         raise DataError(source, f"data.segment.phases must be \"{AUTO_PHASES}\" or a positive "
                                 f"integer (1 = the paper, at most fps_in / fps), got {phases!r}")
-    below = cfg["data"]["segment"].get("phases_below", 40)
+    below = cfg["data"]["segment"].get("phases_below", SegmentSettings.phases_below)
     if isinstance(below, bool) or not isinstance(below, int) or below < 1:
         raise DataError(source, f"data.segment.phases_below must be a positive integer "
                                 f"(segments), got {below!r}")
