@@ -63,6 +63,11 @@ DEFAULT_OPTIONS = {
     "score_offset": 0.0,               # [choice] Eq. 20 plus a fixed offset (0 = paper)
     "head_hidden": 0,                  # [choice] Eq. 19 per-column read-out: 0 = one linear
                                        # C1 (paper), H = C1_{M->H}, GELU, C1_{H->1}
+    "head_outputs": 1,                 # [choice] Eq. 19 values per column (1 = paper), K:
+                                       # the same K statistics of every column into Eq. 20
+    "stream_blocks": True,             # [choice] False: no per-stream block and no fusion,
+                                       # Eq. 19-20 read the conditioned inputs (the
+                                       # default protocol's column view, train.member_model)
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)
@@ -159,6 +164,18 @@ def _fusion(fusion, opts):
     raise ValueError(f"Unknown fusion {fusion!r}.")
 
 
+def _blocks_and_fusion(streams_in: list, streams: tuple, block: str, fusion, opts) -> list:
+    """Parts 1-2 of the model: the per-stream blocks, then the fusion (if any)."""
+    shared = _stream_block(block, opts, f"shared_{block.lower()}") \
+        if opts["shared_stream_block"] else None
+    outputs = []
+    for s, x in zip(streams, streams_in):
+        for layer in shared or _stream_block(block, opts, f"{s}_{block.lower()}"):
+            x = layer(x)
+        outputs.append(x)
+    return _fusion(fusion, opts)(outputs) if fusion is not None else outputs
+
+
 def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 18,
                 n_points: int = 68, model_name: str | None = None, **options) -> keras.Model:
     """Build one of :data:`MODEL_NAMES` as a functional Keras model.
@@ -203,20 +220,14 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
     streams = INPUT_SETS[key]
     model_inputs = {s: keras.Input(shape=(m, n), name=s, dtype="float32") for s in streams}
     conditioned = _condition_inputs(model_inputs, opts)
-    shared = _stream_block(block, opts, f"shared_{block.lower()}") \
-        if opts["shared_stream_block"] else None
-    outputs = []
-    for s in streams:
-        layers = shared or _stream_block(block, opts, f"{s}_{block.lower()}")
-        x = conditioned[s]
-        for layer in layers:
-            x = layer(x)
-        outputs.append(x)
-    if fusion is not None:
-        outputs = _fusion(fusion, opts)(outputs)
+    if not isinstance(opts["stream_blocks"], bool):
+        raise ValueError(f"stream_blocks must be true or false, got {opts['stream_blocks']!r}.")
+    outputs = [conditioned[s] for s in streams]
+    if opts["stream_blocks"]:
+        outputs = _blocks_and_fusion(outputs, streams, block, fusion, opts)
     score = ScoreHead(num_streams=len(outputs), output_activation=opts["output_activation"],
                       score_scale=opts["score_scale"], score_offset=opts["score_offset"],
-                      hidden=opts["head_hidden"],
+                      hidden=opts["head_hidden"], column_outputs=opts["head_outputs"],
                       # float32 under a mixed precision policy too (depressionmlp/scaling.py)
                       dtype="float32",
                       name="score")(outputs if len(outputs) > 1 else outputs[0])

@@ -122,12 +122,13 @@ def mutual_guidance(q_x, q_y, q_au, w, guide_au=True, guide_keypoints=True):
 
 def score_head(*streams, w, output_activation="relu", score_scale=1.0, hidden=False):
     """Eq. 19-20 on one sample's k streams -> (1,); ``hidden``: Eq. 19's read-out
-    with a GELU layer (``C1_{M->H}``) before its ``C1_{H->1}``."""
+    with a GELU layer (``C1_{M->H}``) before its ``C1_{H->K}``; K (the read-out's
+    outputs per column) is read off the weights."""
     def read(d, i):                                                # (M, N) -> (N, M or H)
         return gelu(c1(d.T, w, f"stream_hidden_{i}")) if hidden else d.T
-    scores = [relu(c1(read(d, i), w, f"stream_score_{i}"))         # Eq. 19 (N, 1)
+    scores = [relu(c1(read(d, i), w, f"stream_score_{i}"))         # Eq. 19 (N, K)
               for i, d in enumerate(streams)]
-    stacked = np.concatenate(scores, axis=0)                       # (kN, 1)
+    stacked = np.concatenate([s.reshape(-1, 1) for s in scores], axis=0)  # (kNK, 1), row by row
     s = score_scale * (w["out/kernel"].T @ stacked + w["out/bias"][:, None])  # Eq. 20 (1, 1)
     s = relu(s) if output_activation == "relu" else s
     return s[:, 0]

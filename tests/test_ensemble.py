@@ -173,3 +173,28 @@ def test_the_fitted_views_experiment_config_resolves_to_six_models_of_two_views(
     assert train.member_config(cfg, 4)["model"]["column_jitter"] == {
         "R_X": 0.5, "R_Y": 0.5, "R_AU": 1.0}
     assert "6 such models (2 views x 3 folds)" in settings_line(cfg)
+
+
+def test_the_column_view_experiment_config_adds_a_view_without_blocks():
+    """experiments/dg_mg_column_view.toml: the default's two views and a third that
+    skips the blocks and the fusion (Eq. 19 with a hidden layer of 16, then Eq. 20):
+    9 models, view 2 on folds 0-2 as members 6-8."""
+    from pathlib import Path
+
+    from depressionmlp.demo import settings_line
+    from depressionmlp.runs import load_config
+    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_column_view.toml"
+    cfg = train.resolve_config(load_config(path), str(path))
+    default = train.resolve_config({}, "x.toml")["train"]["member_model"]
+    assert cfg["train"]["member_model"][:2] == default          # views 0 and 1: the default's
+    assert train.member_layout(cfg) == [(j % 3, j // 3) for j in range(9)]
+    column = train.member_config(cfg, 6)
+    assert (column["model"]["stream_blocks"], column["model"]["head_hidden"],
+            column["model"]["au_levels"]) == (False, 16, "interleave")
+    assert train.member_config(cfg, 5)["model"].get("stream_blocks", True) is True
+    train.resolve_score_affine(column["model"], np.array([5.0, 20.0]), "t")
+    model = train.build_model_from_config(column, train.segment_settings(column))
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 3 * (18 * 16 + 16 + 16 + 1) + 3 * 68 + 1 == 1_168   # the head alone
+    assert not any(l.name.endswith(("_dg", "mutual_guidance")) for l in model.layers)
+    assert "9 such models (3 views x 3 folds)" in settings_line(cfg)

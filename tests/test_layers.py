@@ -81,6 +81,10 @@ CASES = [
     ("head1_hidden_linear", lambda: ScoreHead(1, output_activation="linear", hidden=4), 1,
      lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, output_activation="linear",
                                                 hidden=True)]),
+    ("head3_hidden_k3", lambda: ScoreHead(3, hidden=5, column_outputs=3), 3,
+     lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, hidden=True)]),
+    ("head2_k2_linear", lambda: ScoreHead(2, output_activation="linear", column_outputs=2), 2,
+     lambda xs, w: [ref.batched(ref.score_head)(*xs, w=w, output_activation="linear")]),
     ("gmlp", lambda: GatedMLPBlock(), 1,
      lambda xs, w: [ref.batched(ref.gmlp)(xs[0], w=w)]),
     ("gmlp_norm_w6", lambda: GatedMLPBlock(width=6, spatial_norm=True), 1,
@@ -211,6 +215,11 @@ def test_param_counts_design():
     wide.build([(None, 18, 68)] * 3)
     assert wide.count_params() == 3 * (18 * 16 + 16 + 16 + 1) + 3 * 68 + 1 == 1_168
     assert wide.count_flops() == 2 * (3 * 68 * (18 * 16 + 16) + 3 * 68)
+    # K = 4 values per column: C1_{H->4} per stream, Eq. 20's Dense reads 3 * 68 * 4
+    four = ScoreHead(3, hidden=16, column_outputs=4)
+    four.build([(None, 18, 68)] * 3)
+    assert four.count_params() == 3 * (18 * 16 + 16 + 16 * 4 + 4) + 3 * 68 * 4 + 1 == 1_933
+    assert four.count_flops() == 2 * (3 * 68 * (18 * 16 + 16 * 4) + 3 * 68 * 4)
 
 
 def test_flops_dg_formula():
@@ -243,6 +252,9 @@ def test_bad_options_raise():
         ScoreHead(3, score_scale=0.0)
     with pytest.raises(ValueError, match="hidden"):
         ScoreHead(3, hidden=-1)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="column_outputs"):
+            ScoreHead(3, column_outputs=bad)
     with pytest.raises(ValueError, match="list of 3"):
         MutualGuidance().build((None, M, N))
     with pytest.raises(ValueError, match="share"):

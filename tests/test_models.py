@@ -67,6 +67,14 @@ def test_design_param_count():
     # model.head_hidden = H: Eq. 19 gains C1_{M->H} (+ bias) per stream, its C1 reads H
     wide = count(build_model("DG+MG+Linear", "all", head_hidden=16))
     assert wide["params"] == 42_192 + 3 * (M * 16 + 16) + 3 * (16 - M) == 43_098
+    # stream_blocks = false (the default protocol's column view): Eq. 19-20 alone on the
+    # three inputs, here with a hidden layer of 16 and K = 4 values per column
+    column = build_model("DG+MG+Linear", "all", stream_blocks=False, head_hidden=16,
+                         head_outputs=4)
+    assert count(column)["params"] == 3 * (M * 16 + 16 + 16 * 4 + 4) + 3 * N * 4 + 1 == 1_933
+    assert [l.name for l in column.layers] == ["R_X", "R_Y", "R_AU", "score"]
+    with pytest.raises(ValueError, match="stream_blocks"):
+        build_model("DG+MG+Linear", stream_blocks="no")
 
 
 def test_flops_analytical():
@@ -150,6 +158,8 @@ def test_build_from_config():
     ("DG+CA+Linear", "all", {"ca_num_heads": 2}),
     ("gMLP+Linear", "xy", {"gmlp_spatial_norm": True}),
     ("DG+Linear", "au", {"shared_stream_block": True, "output_activation": "linear"}),
+    ("DG+MG+Linear", "all", {"stream_blocks": False, "head_hidden": 4, "head_outputs": 3,
+                             "au_levels": "interleave", "standardize": "split"}),
 ])
 def test_model_keras_round_trip(name, inputs, options, tmp_path):
     model = build_model(name, inputs, segment_length=8, n_points=10, **options)

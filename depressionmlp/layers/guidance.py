@@ -141,6 +141,11 @@ class ScoreHead(keras.layers.Layer):
     brief event wherever it falls in the segment (measured in docs/learnability.md,
     "Where the blink cue is lost"; off by default).
 
+    With ``column_outputs = K > 1`` **[choice]** the last C1 gives K values per
+    column (C1_{M->K} or C1_{H->K}, ReLU), so ``s_D`` is (N, K), read row by row
+    into Eq. 20's Dense (kNK inputs): K statistics of every column, the same K
+    for every column, and a choice among columns only in Eq. 20.
+
     then, over the k present streams in input order,
 
     - Eq. 20 ``s = act(score_scale * Dense_{kN->1}(concat_rows(s_1, ..., s_k))
@@ -153,7 +158,8 @@ class ScoreHead(keras.layers.Layer):
     ``score_scale`` times faster per step.
 
     Parameters: ``k*(M + 1) + (k*N + 1)`` (262 at k=3, M=18, N=68); with
-    ``hidden = H``, ``k*(M*H + 2*H + 1) + (k*N + 1)``.
+    ``hidden = H``, ``k*(M*H + 2*H + 1) + (k*N + 1)``; with K outputs per column,
+    ``k*(M*H + H + (H or M)*K + K) + (k*N*K + 1)``.
 
     Args:
         num_streams: k, how many (batch, M, N) tensors the head takes (1-3).
@@ -164,6 +170,8 @@ class ScoreHead(keras.layers.Layer):
             (default 0.0, Eq. 20 as printed).
         hidden: H, width of the hidden layer of Eq. 19's per-column read-out
             (default 0: Eq. 19 as printed, one linear C1).
+        column_outputs: K, values per column out of Eq. 19's read-out (default
+            1: Eq. 19 as printed).
 
     Call args:
         inputs: one tensor or a list of ``num_streams`` tensors, (batch, M, N).
@@ -174,12 +182,17 @@ class ScoreHead(keras.layers.Layer):
 
     def __init__(self, num_streams: int = 3, output_activation: str = "relu",
                  score_scale: float = 1.0, score_offset: float = 0.0, hidden: int = 0,
-                 **kwargs):
+                 column_outputs: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.score_offset = float(score_offset)
-        if int(hidden) != hidden or int(hidden) < 0:
+        if isinstance(hidden, bool) or int(hidden) != hidden or int(hidden) < 0:
             raise ValueError(f"ScoreHead: hidden must be an integer >= 0, got {hidden!r}.")
         self.hidden = int(hidden)
+        if isinstance(column_outputs, bool) or int(column_outputs) != column_outputs \
+                or int(column_outputs) < 1:
+            raise ValueError(f"ScoreHead: column_outputs must be an integer >= 1, "
+                             f"got {column_outputs!r}.")
+        self.column_outputs = int(column_outputs)
         if not float(score_scale) > 0:
             raise ValueError(f"ScoreHead: score_scale must be > 0, got {score_scale}.")
         self.score_scale = float(score_scale)
@@ -209,12 +222,12 @@ class ScoreHead(keras.layers.Layer):
                                             name=f"stream_hidden_{i}", dtype=self.dtype_policy)
                 hidden.build((None, n, m))
                 self.stream_hidden.append(hidden)
-            dense = keras.layers.Dense(1, activation="relu", name=f"stream_score_{i}",
-                                       dtype=self.dtype_policy)
+            dense = keras.layers.Dense(self.column_outputs, activation="relu",
+                                       name=f"stream_score_{i}", dtype=self.dtype_policy)
             dense.build((None, n, self.hidden or m))
             self.stream_scores.append(dense)
         self.out_dense = keras.layers.Dense(1, name="out", dtype=self.dtype_policy)
-        self.out_dense.build((None, self.num_streams * n))
+        self.out_dense.build((None, self.num_streams * n * self.column_outputs))
         self.built = True
 
     def call(self, inputs):
@@ -222,13 +235,13 @@ class ScoreHead(keras.layers.Layer):
         if len(streams) != self.num_streams:
             raise ValueError(
                 f"ScoreHead: built for {self.num_streams} streams, called with {len(streams)}.")
-        if self.hidden:
-            scores = [ops.squeeze(dense(hidden(transpose(d))), axis=-1)  # Eq. 19, H > 0
-                      for hidden, dense, d in zip(self.stream_hidden, self.stream_scores,
-                                                  streams)]
-        else:
-            scores = [_summarize_columns(dense, d)              # Eq. 19 (N,) each
-                      for dense, d in zip(self.stream_scores, streams)]
+        scores = []
+        for i, d in enumerate(streams):                         # Eq. 19, (N,) or (N*K,)
+            h = transpose(d)                                    # (N, M)
+            if self.hidden:
+                h = self.stream_hidden[i](h)                    # (N, H)
+            h = self.stream_scores[i](h)                        # (N, K)
+            scores.append(ops.reshape(h, (-1, self.locations * self.column_outputs)))
         joined = scores[0] if len(scores) == 1 else ops.concatenate(scores, axis=-1)
         out = self.out_dense(joined)                            # Eq. 20 (1,)
         if self.score_scale != 1.0:
@@ -243,14 +256,16 @@ class ScoreHead(keras.layers.Layer):
 
     def count_flops(self) -> int:
         """2 x multiply-accumulates of the per-stream C1 and the Dense, one segment."""
-        k, m, n, h = self.num_streams, self.frames, self.locations, self.hidden
-        per_column = m * h + h if h else m
-        return 2 * (k * n * per_column + k * n)
+        k, m, n, h, c = (self.num_streams, self.frames, self.locations, self.hidden,
+                         self.column_outputs)
+        per_column = (m * h + h * c) if h else m * c
+        return 2 * (k * n * per_column + k * n * c)
 
     def get_config(self):
         config = super().get_config()
         config.update({"num_streams": self.num_streams,
                        "output_activation": self.output_activation,
                        "score_scale": self.score_scale,
-                      "score_offset": self.score_offset, "hidden": self.hidden})
+                      "score_offset": self.score_offset, "hidden": self.hidden,
+                       "column_outputs": self.column_outputs})
         return config
