@@ -3,6 +3,10 @@
 ``summarize(runs_dir)`` reads each ``*/metrics.json`` (and ``predictions_<split>.csv``)
 and returns rows of recording-level metrics per run and split, plus Table V's
 Friedman test: do the models' absolute errors on the same recordings differ?
+Each row carries the run's view weights (``train.member_model`` with
+``member_weights = "fit"``): how much of an ensemble's score each view gives, so a
+table of models whose views differ only in the blocks shows how much of each row the
+blocks are.
 """
 
 from __future__ import annotations
@@ -64,18 +68,21 @@ def summarize(runs_dir) -> dict:
                          "inputs": meta.get("inputs"), "params": meta.get("params"),
                          "split": split, "rmse": r["rmse"], "mae": r["mae"], "r2": r["r2"],
                          "smape": r["smape"],
-                         "mean_predictor_rmse": r.get("mean_predictor", {}).get("rmse")})
+                         "mean_predictor_rmse": r.get("mean_predictor", {}).get("rmse"),
+                         "view_weights": meta.get("view_weights")})
     splits = sorted({r["split"] for r in rows})
     return {"rows": rows, "friedman": [f for s in splits if (f := friedman(runs, s))]}
 
 
 def to_markdown(summary: dict) -> str:
-    out = ["| run | model | inputs | params | split | RMSE | MAE | R2 | SMAPE | mean-pred RMSE |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| run | model | inputs | params | split | RMSE | MAE | R2 | SMAPE | mean-pred RMSE "
+           "| view weights |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
+        views = " / ".join(f"{w:.2f}" for w in r.get("view_weights") or []) or "-"
         out.append(f"| {r['name']} | {r['model']} | {r['inputs']} | {r['params']:,} | "
                    f"{r['split']} | {r['rmse']:.2f} | {r['mae']:.2f} | {r['r2']:.3f} | "
-                   f"{r['smape']:.1f} | {r['mean_predictor_rmse'] or float('nan'):.2f} |")
+                   f"{r['smape']:.1f} | {r['mean_predictor_rmse'] or float('nan'):.2f} | "
+                   f"{views} |")
     for f in summary["friedman"]:
         out += ["", f"Friedman test on {f['split']} absolute errors over {f['recordings']} "
                     f"recordings: chi2 = {f['statistic']:.2f}, p = {f['p_value']:.3g}; "

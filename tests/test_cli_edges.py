@@ -468,3 +468,22 @@ def test_fuzz_inspect_train_predict_never_traceback(tmp_path, run_dir, capsys):
                                   "--out", tmp_path / "runs", "--quiet"], capsys)
         one_line_error(rc, err)
         assert not (tmp_path / "runs").exists(), body
+
+
+def test_summary_table_prints_each_runs_view_weights(tmp_path):
+    """`summarize` (every make target's table): a run with fitted views shows their
+    weights, a single model or a classical baseline shows "-"."""
+    import json
+
+    from depressionmlp import summary
+    split = {"test": {"rmse": 7.5, "mae": 6.0, "r2": 0.25, "smape": 30.0,
+                      "mean_predictor": {"rmse": 11.0}}}
+    for name, extra in (("views", {"view_weights": [0.125, 0.5, 0.375]}), ("single", {})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {"name": name, "model": "DG+MG+Linear", "inputs": "all", "params": 42192,
+             "splits": split, **extra}))
+    table = summary.to_markdown(summary.summarize(tmp_path)).splitlines()
+    assert table[0].endswith("| view weights |")
+    assert table[2].startswith("| single |") and table[2].endswith("| 11.00 | - |")
+    assert table[3].startswith("| views |") and table[3].endswith("| 0.12 / 0.50 / 0.38 |")
