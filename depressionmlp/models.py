@@ -66,8 +66,8 @@ DEFAULT_OPTIONS = {
     "head_outputs": 1,                 # [choice] Eq. 19 values per column (1 = paper), K:
                                        # the same K statistics of every column into Eq. 20
     "stream_blocks": True,             # [choice] False: no per-stream block and no fusion,
-                                       # Eq. 19-20 read the conditioned inputs (the
-                                       # default protocol's column view, train.member_model)
+                                       # Eq. 19-20 read the conditioned inputs (a column
+                                       # view: experiments/dg_mg_column_view.toml)
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)
@@ -207,6 +207,8 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
     _check_name(name)
     key = _resolve_inputs(name, inputs)
     opts = _resolve_options(options)
+    if not isinstance(opts["stream_blocks"], bool):
+        raise ValueError(f"stream_blocks must be true or false, got {opts['stream_blocks']!r}.")
     block, fusion = MODEL_PARTS[name]
     for what, value in (("segment_length", segment_length), ("n_points", n_points)):
         if int(value) != value or int(value) < 1:
@@ -220,8 +222,6 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
     streams = INPUT_SETS[key]
     model_inputs = {s: keras.Input(shape=(m, n), name=s, dtype="float32") for s in streams}
     conditioned = _condition_inputs(model_inputs, opts)
-    if not isinstance(opts["stream_blocks"], bool):
-        raise ValueError(f"stream_blocks must be true or false, got {opts['stream_blocks']!r}.")
     outputs = [conditioned[s] for s in streams]
     if opts["stream_blocks"]:
         outputs = _blocks_and_fusion(outputs, streams, block, fusion, opts)

@@ -4,9 +4,8 @@
 and returns rows of recording-level metrics per run and split, plus Table V's
 Friedman test: do the models' absolute errors on the same recordings differ?
 Each row carries the run's view weights (``train.member_model`` with
-``member_weights = "fit"``): how much of an ensemble's score each view gives, so a
-table of models whose views differ only in the blocks shows how much of each row the
-blocks are.
+``member_weights = "fit"``): how much of an ensemble's score each view of the input
+gives, e.g. how much a view without blocks gives in a table that compares blocks.
 """
 
 from __future__ import annotations
