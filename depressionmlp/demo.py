@@ -177,8 +177,9 @@ def _describe_views(entries: list[dict]) -> str:
     """``[{}, {"au_levels": "interleave"}]`` -> "view 0 the [model] above, view 1
     au_levels = interleave"."""
     def value(v):
-        return ("{" + ", ".join(f"{k} {x:g}" for k, x in v.items()) + "}"
-                if isinstance(v, dict) else f"{v}")
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} {x:g}" for k, x in v.items()) + "}"
+        return str(v).lower() if isinstance(v, bool) else f"{v}"       # as TOML writes it
     return ", ".join(f"view {i} " + ("; ".join(f"{k} = {value(v)}" for k, v in e.items())
                                      or "the [model] above") for i, e in enumerate(entries))
 
@@ -203,8 +204,10 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
                + " / ".join(f"{w:.2f}" for w in result["view_weights"])
                + ", fitted out of fold)" if "view_weights" in result
                else f"the mean of {result['ensemble']} models")
-        what = (f"{how}, each at its best dev evaluation "
-                f"(step {steps}), {result['params']:,} parameters each")
+        total, first = result.get("params_total"), result["params"]
+        size = (f"{first:,} parameters each" if total in (None, first * result["ensemble"])
+                else f"{total:,} parameters in all ({first:,} in the first)")  # views differ
+        what = f"{how}, each at its best dev evaluation (step {steps}), {size}"
     else:
         what = (f"the best dev evaluation (step {result['best_step']} of "
                 f"{result['steps_run']}), {result['params']:,} parameters")

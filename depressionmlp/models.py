@@ -66,8 +66,8 @@ DEFAULT_OPTIONS = {
     "head_outputs": 1,                 # [choice] Eq. 19 values per column (1 = paper), K:
                                        # the same K statistics of every column into Eq. 20
     "stream_blocks": True,             # [choice] False: no per-stream block and no fusion,
-                                       # Eq. 19-20 read the conditioned inputs (a column
-                                       # view: experiments/dg_mg_column_view.toml)
+                                       # Eq. 19-20 read the conditioned inputs (the
+                                       # default protocol's view 2)
     # input conditioning (layers/preprocessing.py); the paper feeds Eq. 2-3 directly
     "keypoint_frame": "image",         # [choice] "image" (Eq. 2) or "face" (FaceFrame)
     "keypoint_levels": "keep",         # [choice] "keep", "drop" (SegmentCentre on R_X, R_Y)

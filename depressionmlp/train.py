@@ -141,6 +141,12 @@ DEFAULT_CONFIG = {
         # members that read the keypoints in two ways); a single model (ensemble = 1)
         # is the first entry over [model]
         "member_model": [],
+        # which entries of member_model to keep, by index (e.g. [0, 1]: the Table
+        # III-IV and Fig. 4 configs keep the protocol's views that run the blocks they
+        # compare); absent: all of them; with no member_model (the paper protocol) nothing to select.
+        # Applied when the config is resolved (member_model then holds the kept
+        # entries, and member_views is None)
+        "member_views": None,
         # [choice] how ensemble members split the data: "fixed" (every member trains on
         # the train splits and is selected and calibrated on the select split) or
         # "cross": the train and select splits pooled and cut into K subject folds
@@ -242,6 +248,8 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["select"] == "calibrated" and t["calibrate"] != "slope":
         raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
     _check_member_model(t["member_model"], source)
+    t["member_model"] = _kept_views(t["member_model"], t.pop("member_views"), source)
+    t["member_views"] = None
     if t["member_model"] and t["ensemble"] < 2:
         # one model (ensemble = 1, e.g. a QUICK run of an ensemble config) is view 0:
         # its entry over [model], the rest dropped, so that a config or protocol with
@@ -354,6 +362,21 @@ def _check_member_model(entries, source):
         unknown = sorted(set(e) - set(DEFAULT_OPTIONS))
         if unknown:
             raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
+
+
+def _kept_views(entries, keep, source):
+    """The entries of ``train.member_model`` that ``train.member_views`` keeps (a
+    protocol without views, e.g. the paper's, has none to select: the list stays empty)."""
+    if keep is None:
+        return entries
+    if (not isinstance(keep, list) or not keep
+            or any(isinstance(i, bool) or not isinstance(i, int) for i in keep)
+            or len(set(keep)) != len(keep) or min(keep) < 0
+            or (entries and max(keep) >= len(entries))):
+        raise DataError(source, f"train.member_views must be a non-empty list of distinct "
+                                f"indices into train.member_model (which has {len(entries)} "
+                                f"entries), got {keep!r}")
+    return [entries[i] for i in keep] if entries else entries
 
 
 def member_layout(cfg: dict) -> list[tuple[int, int]]:

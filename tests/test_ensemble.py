@@ -175,18 +175,11 @@ def test_the_fitted_views_experiment_config_resolves_to_six_models_of_two_views(
     assert "6 such models (2 views x 3 folds)" in settings_line(cfg)
 
 
-def test_the_column_view_experiment_config_adds_a_view_without_blocks():
-    """experiments/dg_mg_column_view.toml: the default's two views and a third that
-    skips the blocks and the fusion (Eq. 19 with a hidden layer of 16, then Eq. 20):
-    9 models, view 2 on folds 0-2 as members 6-8."""
-    from pathlib import Path
-
+def test_the_default_protocols_third_view_reads_every_column_without_blocks():
+    """The default protocol's view 2 skips the blocks and the fusion (Eq. 19 with a
+    hidden layer of 16, then Eq. 20): 9 models, view 2 on folds 0-2 as members 6-8."""
     from depressionmlp.demo import settings_line
-    from depressionmlp.runs import load_config
-    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_column_view.toml"
-    cfg = train.resolve_config(load_config(path), str(path))
-    default = train.resolve_config({}, "x.toml")["train"]["member_model"]
-    assert cfg["train"]["member_model"][:2] == default          # views 0 and 1: the default's
+    cfg = train.resolve_config({}, "x.toml")
     assert train.member_layout(cfg) == [(j % 3, j // 3) for j in range(9)]
     column = train.member_config(cfg, 6)
     assert (column["model"]["stream_blocks"], column["model"]["head_hidden"],
@@ -198,3 +191,35 @@ def test_the_column_view_experiment_config_adds_a_view_without_blocks():
     assert trainable == 3 * (18 * 16 + 16 + 16 + 1) + 3 * 68 + 1 == 1_168   # the head alone
     assert not any(l.name.endswith(("_dg", "mutual_guidance")) for l in model.layers)
     assert "9 such models (3 views x 3 folds)" in settings_line(cfg)
+
+
+def test_the_ablation_configs_keep_the_views_with_blocks():
+    """Every Table III-IV and Fig. 4 config keeps views 0-1 (train.member_views = [0,
+    1]): the blockless view would be the same model in every row. Under the paper
+    protocol (no views) the key selects nothing; the headline configs keep all three."""
+    from pathlib import Path
+
+    from depressionmlp.runs import load_config
+    default = train.resolve_config({}, "x.toml")["train"]["member_model"]
+    experiments = Path(__file__).resolve().parent.parent / "experiments"
+    paths = sorted([*experiments.glob("table[34]_*.toml"), *experiments.glob("fig4_*.toml")])
+    assert len(paths) == 21
+    for path in paths:
+        cfg = train.resolve_config(load_config(path), str(path))
+        assert cfg["train"]["member_model"] == default[:2], path.name
+        assert len(train.member_layout(cfg)) == 6 and cfg["train"]["member_views"] is None
+        paper = train.resolve_config(load_config(path), str(path), protocol="paper")
+        assert (paper["train"]["member_model"], len(train.member_layout(paper))) == ([], 1)
+    for name in ("demo", "test_avec2013", "test_avec2014", "test_daic"):
+        cfg = train.resolve_config(load_config(experiments / f"{name}.toml"), name)
+        assert cfg["train"]["member_model"] == default, name
+    picked = train.resolve_config({"train": {"member_views": [2, 0]}}, "x.toml")["train"]
+    assert picked["member_model"] == [default[2], default[0]]
+
+
+@pytest.mark.parametrize("keep", [[], [0, 0], [3], [-1], [True], "0", [0.0]])
+def test_member_views_are_checked(keep):
+    with pytest.raises(DataError, match="train.member_views must be a non-empty list of "
+                                        "distinct indices into train.member_model \\(which "
+                                        "has 3 entries\\)"):
+        train.resolve_config({"train": {"member_views": keep}}, "x.toml")

@@ -117,7 +117,7 @@ def test_figures_draw_the_numbers(tmp_path):
 
 
 def test_segment_scores_average_to_the_recording_prediction(tmp_path):
-    # an ensemble of 2 members (not the protocol's 3 folds x 2 views, to keep the test
+    # an ensemble of 2 members (not the protocol's 3 folds x 3 views, to keep the test
     # short): each segment score is the members' mean, so their recording mean is the
     # saved prediction (on test: cross-fitted members saved out-of-fold dev predictions)
     run_dir = explore.quick_run(tmp_path, steps=2, n_subjects=8, duration_s=(8, 9), ensemble=2,

@@ -100,7 +100,7 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
     """``distribute = "mirrored"`` over 2 logical CPU devices, a few steps of each
     trainer in one fresh process: the scope is entered for building and again for
     restoring (a strategy.scope() object cannot be entered twice), once per ensemble
-    member (2 here, one per view, not the protocol's 3 folds x 2 views, to keep the test
+    member (2 here, one per view, not the protocol's 3 folds x 3 views, to keep the test
     short), and metrics.json
     records 2 replicas."""
     synth.generate_corpus(tmp_path / "data" / "synthetic", n_subjects=12, seed=4,
