@@ -67,8 +67,10 @@ def model_rows(cue: str) -> list[tuple[str, dict, str | None]]:
             ("DG+MG paper", {"model": {"name": "DG+MG+Linear"}}, "paper")]
     if cue in SINGLE_STREAM:
         inputs = SINGLE_STREAM[cue]
+        # the Table III row as its config runs it: the protocol's views with blocks
         rows.append((f"DG+Linear {inputs} default",
-                     {"model": {"name": "DG+Linear", "inputs": inputs}}, "default"))
+                     {"model": {"name": "DG+Linear", "inputs": inputs},
+                      "train": {"member_views": [0, 1]}}, "default"))
     return rows
 
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from depressionmlp import classical, learnability, synth
+from depressionmlp import classical, learnability, synth, train
 from depressionmlp.data.schema import AU_INTENSITY
 from depressionmlp.errors import DataError
 from depressionmlp.layers import (ColumnGate, ColumnJitter, FaceFrame, LevelJitter, MotionJitter,
@@ -481,6 +481,11 @@ def test_suite_rows_and_table():
     pooled = dict((n, c) for n, c, _ in learnability.model_rows("static"))
     assert pooled["StatsRidge train+dev"]["data"]["train_splits"] == ["train", "dev"]
     assert "DG+Linear xy default" in {n for n, _, _ in learnability.model_rows("motion")}
+    # the Table III row resolves as experiments/table3_dg_au.toml does: views 0-1
+    from depressionmlp.runs import load_config
+    table3 = train.resolve_config(load_config("experiments/table3_dg_au.toml"), "t3")["train"]
+    single = train.resolve_config(pooled["DG+Linear au default"], "row")["train"]
+    assert single["member_model"] == table3["member_model"] and len(single["member_model"]) == 2
     results = {f"static/s{s}": {"cue": "static", "seed": s, "noise_floor": 3.0,
                                 "mean_predictor": 11.0,
                                 "rows": {"StatsRidge": {"test_rmse": 7.0 + s, "seconds": 1},
