@@ -143,9 +143,9 @@ DEFAULT_CONFIG = {
         "member_model": [],
         # which entries of member_model to keep, by index (e.g. [0, 1]: the Table
         # III-IV and Fig. 4 configs keep the protocol's views that run the blocks they
-        # compare); absent: all of them; with no member_model (the paper protocol) nothing to select.
-        # Applied when the config is resolved (member_model then holds the kept
-        # entries, and member_views is None)
+        # compare); absent: all of them; with no member_model (the paper protocol)
+        # nothing to select. Applied when the config is resolved (member_model then
+        # holds the kept entries, and member_views is None)
         "member_views": None,
         # [choice] how ensemble members split the data: "fixed" (every member trains on
         # the train splits and is selected and calibrated on the select split) or
@@ -248,8 +248,8 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["select"] == "calibrated" and t["calibrate"] != "slope":
         raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
     _check_member_model(t["member_model"], source)
-    t["member_model"] = _kept_views(t["member_model"], t.pop("member_views"), source)
-    t["member_views"] = None
+    t["member_model"] = _kept_views(t["member_model"], t["member_views"], source)
+    t["member_views"] = None                                  # applied
     if t["member_model"] and t["ensemble"] < 2:
         # one model (ensemble = 1, e.g. a QUICK run of an ensemble config) is view 0:
         # its entry over [model], the rest dropped, so that a config or protocol with
