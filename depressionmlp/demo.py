@@ -84,6 +84,7 @@ def _floor(floor, split):
 
 def settings_line(cfg: dict) -> str:
     """The protocol and the settings that differ from the paper's, in words."""
+    from depressionmlp.train import scaled_steps
     t, m = cfg.get("train", {}), cfg.get("model", {})
     seg = cfg.get("data", {}).get("segment", {})
     notes = []
@@ -131,7 +132,11 @@ def settings_line(cfg: dict) -> str:
     if t.get("lr_schedule", "constant") != "constant":
         notes.append(f"{t['lr_schedule']} learning-rate decay")
     if t.get("steps"):
-        notes.append(f"{t['steps']} steps, dev evaluation every {t.get('eval_every')} steps")
+        scale = t.get("member_step_scale") or []
+        other = [f"view {v}: {scaled_steps(t['steps'], x)}" for v, x in enumerate(scale)
+                 if scaled_steps(t["steps"], x) != t["steps"]]
+        notes.append(f"{t['steps']} steps" + (f" a model ({', '.join(other)})" if other else "")
+                     + f", dev evaluation every {t.get('eval_every')} steps")
     if t.get("calibrate", "none") != "none":
         where = ("each model's held-out fold" if t.get("member_split", "fixed") == "cross"
                  else "dev")

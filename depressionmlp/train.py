@@ -147,6 +147,12 @@ DEFAULT_CONFIG = {
         # nothing to select. Applied when the config is resolved (member_model then
         # holds the kept entries, and member_views is None)
         "member_views": None,
+        # [choice] null (every view trains train.steps) or one number per entry of
+        # member_model: view v trains round(train.steps x entry v) steps (e.g. [1, 1,
+        # 3.75]: a small, fast view trained longer than the others; max_minutes is still
+        # shared equally by the models). Selected with member_views; dropped where a
+        # config sets its own member_model without it (its views then train train.steps)
+        "member_step_scale": None,
         # [choice] how ensemble members split the data: "fixed" (every member trains on
         # the train splits and is selected and calibrated on the select split) or
         # "cross": the train and select splits pooled and cut into K subject folds
@@ -248,14 +254,24 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     if t["select"] == "calibrated" and t["calibrate"] != "slope":
         raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
     _check_member_model(t["member_model"], source)
-    t["member_model"] = _kept_views(t["member_model"], t["member_views"], source)
+    if "member_model" in config.get("train", {}) and "member_step_scale" not in config["train"]:
+        t["member_step_scale"] = None    # the config's own views, without budgets of their own
+    _check_step_scale(t["member_step_scale"], t["member_model"], t["steps"], source)
+    keep = t["member_views"]
+    t["member_model"] = _kept_views(t["member_model"], keep, source)
+    if t["member_step_scale"] is not None:
+        t["member_step_scale"] = _kept_views(t["member_step_scale"], keep, source)
     t["member_views"] = None                                  # applied
     if t["member_model"] and t["ensemble"] < 2:
         # one model (ensemble = 1, e.g. a QUICK run of an ensemble config) is view 0:
-        # its entry over [model], the rest dropped, so that a config or protocol with
-        # views still runs as one model
+        # its entry over [model] and its step budget, the rest dropped, so that a
+        # config or protocol with views still runs as one model
         cfg["model"] = deep_update(cfg["model"], t["member_model"][0])
+        if t["member_step_scale"] is not None and t["steps"] is not None:
+            t["steps"] = scaled_steps(t["steps"], t["member_step_scale"][0])
         t["member_model"] = []
+    if not t["member_model"]:
+        t["member_step_scale"] = None                         # no views to budget
     if t["member_split"] not in MEMBER_SPLITS:
         raise DataError(source, f"train.member_split must be one of {list(MEMBER_SPLITS)}, "
                                 f"got {t['member_split']!r}")
@@ -362,6 +378,28 @@ def _check_member_model(entries, source):
         unknown = sorted(set(e) - set(DEFAULT_OPTIONS))
         if unknown:
             raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
+
+
+def _check_step_scale(scale, entries, steps, source):
+    """``train.member_step_scale``: null, or one positive number per view, scaling a
+    step budget (checked where there are views: a protocol without them, e.g. the
+    paper's, has none to budget)."""
+    if scale is None or not entries:
+        return
+    if steps is None:
+        raise DataError(source, "train.member_step_scale scales train.steps: set a step "
+                                "budget (train.steps), not an epoch count")
+    if (not isinstance(scale, list) or len(scale) != len(entries)
+            or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                   or not np.isfinite(v) or v <= 0 for v in scale)):
+        raise DataError(source, f"train.member_step_scale must be one positive number per "
+                                f"entry of train.member_model ({len(entries)} views), "
+                                f"got {scale!r}")
+
+
+def scaled_steps(steps: int, scale: float) -> int:
+    """A view's step budget: ``round(steps x scale)``, at least 1."""
+    return max(1, int(round(steps * scale)))
 
 
 def _kept_views(entries, keep, source):
@@ -1047,6 +1085,10 @@ def member_config(cfg: dict, k: int) -> dict:
     if cfg["train"]["member_split"] == "cross":   # its folds come as one training split
         m["train"]["member_split"] = "fixed"
         m["data"]["train_splits"] = m["data"]["train_splits"][:1]
+    scale = cfg["train"].get("member_step_scale")
+    m["train"]["member_step_scale"] = None
+    if scale is not None:                     # its view's step budget
+        m["train"]["steps"] = scaled_steps(m["train"]["steps"], scale[member_layout(cfg)[k][1]])
     if m["train"]["max_minutes"]:             # the run's wall-clock budget, shared
         m["train"]["max_minutes"] = m["train"]["max_minutes"] / len(member_layout(cfg))
     return m

@@ -223,3 +223,45 @@ def test_member_views_are_checked(keep):
                                         "distinct indices into train.member_model \\(which "
                                         "has 3 entries\\)"):
         train.resolve_config({"train": {"member_views": keep}}, "x.toml")
+
+
+def test_member_step_scale_gives_each_view_its_own_step_budget():
+    """train.member_step_scale: view v trains round(steps x scale_v) steps (max_minutes
+    still shared equally); member_views selects it with the views; one model
+    (ensemble = 1) is view 0 with view 0's budget; a config's own views without it
+    train train.steps each."""
+    views = [{}, {"au_levels": "interleave"}]
+    t = {"member_model": views, "member_step_scale": [1, 2.5], "steps": 100,
+         "max_minutes": 6.0}
+    cfg = train.resolve_config({"train": t}, "x.toml")
+    members = [train.member_config(cfg, j)["train"] for j in range(6)]
+    assert [m["steps"] for m in members] == [100] * 3 + [250] * 3
+    np.testing.assert_allclose([m["max_minutes"] for m in members], [1.0] * 6)
+    assert all(m["member_step_scale"] is None for m in members)
+    picked = train.resolve_config({"train": {**t, "member_views": [1]}}, "x.toml")
+    assert picked["train"]["member_step_scale"] == [2.5]
+    assert train.member_config(picked, 0)["train"]["steps"] == 250
+    single = train.resolve_config({"train": {**t, "ensemble": 1,
+                                             "member_step_scale": [1.5, 2.5]}}, "x.toml")
+    assert (single["train"]["steps"], single["train"]["member_step_scale"]) == (150, None)
+    default = train.resolve_config({}, "x.toml")
+    assert [train.member_config(default, j)["train"]["steps"] for j in range(9)] == \
+        [1600] * 6 + [6000] * 3
+    own = train.resolve_config({"train": {"member_model": views}}, "x.toml")
+    assert own["train"]["member_step_scale"] is None
+    assert {train.member_config(own, j)["train"]["steps"] for j in range(6)} == {1600}
+
+
+@pytest.mark.parametrize("scale", [[1], [1, 0], [1, -2], [1, True], "1", [1, float("nan")]])
+def test_member_step_scale_is_checked(scale):
+    with pytest.raises(DataError, match="train.member_step_scale must be one positive "
+                                        "number per entry of train.member_model \\(2 views\\)"):
+        train.resolve_config({"train": {"member_model": [{}, {"au_levels": "interleave"}],
+                                        "member_step_scale": scale, "steps": 10}}, "x.toml")
+
+
+def test_member_step_scale_needs_a_step_budget():
+    with pytest.raises(DataError, match="train.member_step_scale scales train.steps"):
+        train.resolve_config({"train": {"member_model": [{}, {"au_levels": "interleave"}],
+                                        "member_step_scale": [1, 2], "steps": None,
+                                        "epochs": 5}}, "x.toml")

@@ -679,7 +679,7 @@ def test_demo_settings_line_names_every_default_protocol_choice():
     line = settings_line(train.resolve_config({}))
     for words in ("face frame", "segment mean", "standardised apart", "sd 1, shared by each "
                   "run of 8 draws", "linear output", "mean over its 8 draws",
-                  "learning rate 0.002", "1600 steps", "9 such models (3 views x 3 folds)",
+                  "learning rate 0.002", "1600 steps a model (view 2: 6000)", "9 such models (3 views x 3 folds)",
                   "slope fitted on each model's held-out fold",
                   "model k trains on 2 of 3 subject folds of train + dev and is selected and "
                   "calibrated on fold k; dev is scored out of fold",
