@@ -128,8 +128,10 @@ DEFAULT_CONFIG = {
         # scores, both measured from score_offset: score = offset + a (score - offset)
         "calibrate": "none",
         # [choice] what picks the saved step among the dev evaluations: "rmse" (the
-        # paper: dev RMSE as the model stands) or "calibrated": dev RMSE after the
-        # "slope" calibration fitted at that step, the quantity a calibrated run keeps
+        # paper: dev RMSE as the model stands), "calibrated": dev RMSE after the
+        # "slope" calibration fitted at that step, the quantity a calibrated run keeps,
+        # or "last": the last step, with one dev evaluation, at the end (eval_every and
+        # patience unused): the select split then only fits the calibration
         "select": "rmse",
         # [choice] 1 (the paper): one model. K > 1: K members trained one after another,
         # each the whole run above (selection and calibration included) with seed
@@ -187,7 +189,7 @@ CALIBRATION_SLOPE = (1e-3, 4.0)
 CALIBRATIONS = ("none", "slope")
 #: Seed step between ensemble members: member k trains with seed + 100 k.
 ENSEMBLE_SEED_STEP = 100
-SELECTIONS = ("rmse", "calibrated")
+SELECTIONS = ("rmse", "calibrated", "last")
 MEMBER_SPLITS = ("fixed", "cross")
 MEMBER_WEIGHTS = ("equal", "fit")
 PARTIAL_BATCHES = ("auto", "keep", "drop")
@@ -888,6 +890,8 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
                                   full_batches)
     eval_every = t["eval_every"] or epoch_steps
     total_steps = t["steps"] or t["epochs"] * epoch_steps
+    if t["select"] == "last":               # one evaluation period: the whole budget
+        eval_every = total_steps
     n_evals = int(math.ceil(total_steps / eval_every))
     per_call = math.gcd(t["steps_per_execution"], eval_every)
     with scope(), scaling.precision_policy(precision):
@@ -1160,13 +1164,13 @@ def fit_view_weights(P, y) -> np.ndarray:
     return w / w.sum()
 
 
-def out_of_fold(members, layout, weights, cfg: dict, select_table: SegmentTable,
-                folds_of_select, train_labels) -> tuple[dict, list[dict]]:
+def out_of_fold(ids, P, true, weights, cfg: dict, select_table: SegmentTable,
+                train_labels) -> tuple[dict, list[dict]]:
     """Metrics and rows of the select split with each recording scored by the members
     that held it out (its fold's members, views weighted by ``weights``): a cross
-    ensemble's honest dev."""
-    streams, scale = model_streams(cfg), SCALES[cfg["data"]["corpus"]]
-    ids, P, true = view_scores(members, layout, select_table, folds_of_select, streams)
+    ensemble's honest dev. ``ids, P, true``: :func:`view_scores` of the select split's
+    recordings."""
+    scale = SCALES[cfg["data"]["corpus"]]
     order = np.argsort(ids, kind="stable")
     result, rows = score_recordings(select_table, ids[order], combine_views(P, weights)[order],
                                     true[order], scale, train_labels)
@@ -1217,9 +1221,10 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
                         **{f"{s}_rmse": mres["splits"][s]["rmse"] for s in mres["splits"]}})
     view_weights = np.full(n_views, 1.0 / n_views)
     weights = None                                  # the plain mean of the members
-    if t["member_weights"] == "fit":
+    if folds is not None:     # out-of-fold scores of the pooled recordings, train first
         pool = SegmentTable.concat([train_table, tables[d["select_split"]]])
-        _, P, y = view_scores(members, layout, pool, folds, streams)
+        ids, P, y = view_scores(members, layout, pool, folds, streams)
+    if t["member_weights"] == "fit":
         view_weights = fit_view_weights(P, y)
         weights = [float(view_weights[v]) / t["ensemble"] for _, v in layout]
         for r, w in zip(records, weights):
@@ -1247,8 +1252,9 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
     _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, result,
                      skip=(d["select_split"],) if folds is not None else ())
     if folds is not None and d["select_split"] in d["eval_splits"]:
-        res, rows = out_of_fold(members, layout, view_weights, cfg, tables[d["select_split"]],
-                                folds[train_table.n_recordings:], train_table.recording_labels)
+        dev = slice(train_table.n_recordings, None)
+        res, rows = out_of_fold(ids[dev], P[dev], y[dev], view_weights, cfg,
+                                tables[d["select_split"]], train_table.recording_labels)
         write_predictions_csv(run_dir / f"predictions_{d['select_split']}.csv", rows)
         result["splits"] = {s: res if s == d["select_split"] else result["splits"][s]
                             for s in d["eval_splits"]}

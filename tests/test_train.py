@@ -603,6 +603,24 @@ def test_calibrated_selection_keeps_the_step_whose_calibrated_dev_rmse_is_lowest
     assert result["splits"]["dev"]["rmse"] == pytest.approx(cal[best], rel=1e-4)
 
 
+def test_last_selection_keeps_the_last_step_with_one_evaluation(corpus, tables, tmp_path):
+    """train.select = "last": the model of the budget's last step, evaluated once on
+    dev at the end; the same training as a run evaluated every 8 steps, whose last
+    evaluation it reproduces."""
+    root, _ = corpus
+    every, every_res = train.train(_config(root, steps=40, eval_every=8, calibrate="none"),
+                                   out_base=tmp_path / "a", tables=tables)
+    history = json.loads((every / "history.json").read_text())
+    assert len(history) == 5 and history[-1]["step"] == 40
+    last, res = train.train(_config(root, steps=40, eval_every=8, calibrate="none",
+                                    select="last"), out_base=tmp_path / "b", tables=tables)
+    assert [h["step"] for h in json.loads((last / "history.json").read_text())] == [40]
+    assert res["best_step"] == res["steps_run"] == 40
+    assert res["splits"]["dev"]["rmse"] == pytest.approx(history[-1]["dev_rmse"], rel=1e-4)
+    if every_res["best_step"] != 40:          # the usual run kept an earlier step
+        assert res["splits"]["dev"]["rmse"] > every_res["splits"]["dev"]["rmse"]
+
+
 def test_weight_average_is_what_selection_evaluates_and_saves(corpus, tables, tmp_path):
     """train.ema_momentum: the saved model holds the moving average of the raw weights
     seen after each step (a NumPy reading of Keras' use_ema: the first step's weights,
