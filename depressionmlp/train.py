@@ -130,8 +130,8 @@ DEFAULT_CONFIG = {
         # [choice] what picks the saved step among the dev evaluations: "rmse" (the
         # paper: dev RMSE as the model stands), "calibrated": dev RMSE after the
         # "slope" calibration fitted at that step, the quantity a calibrated run keeps,
-        # or "last": the last step, with one dev evaluation, at the end (eval_every and
-        # patience unused): the select split then only fits the calibration
+        # or "last": the last step, with one dev evaluation, at the end (eval_every,
+        # patience and max_minutes unused): the select split then only fits the calibration
         "select": "rmse",
         # [choice] 1 (the paper): one model. K > 1: K members trained one after another,
         # each the whole run above (selection and calibration included) with seed
