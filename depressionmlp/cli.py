@@ -136,7 +136,8 @@ def cmd_evaluate(args) -> int:
     train_labels = train.SegmentTable.concat(
         [tables[s] for s in cfg["data"]["train_splits"]]).recording_labels
     res, rows = train.evaluate_table(model, tables[args.split], cfg["resolved"]["streams"],
-                                     cfg["resolved"]["scale"], train_labels=train_labels)
+                                     cfg["resolved"]["scale"], train_labels=train_labels,
+                                     link=cfg["resolved"].get("recording_link"))
     if (cfg["train"].get("member_split") == "cross"
             and args.split == cfg["data"]["select_split"]):
         print(f"note: the ensemble's models trained on most of '{args.split}' "

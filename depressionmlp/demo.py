@@ -160,6 +160,10 @@ def settings_line(cfg: dict) -> str:
         elif views:
             notes.append(f"model k reads the input as view k mod {views} of "
                          "train.member_model [choice]")
+        if t.get("recording_link", "identity") == "quadratic":
+            notes.append("each recording's score through a nondecreasing quadratic fitted "
+                         "to the pooled out-of-fold scores (paper: the mean of its segment "
+                         "scores) [choice]")
     if seg.get("center", "none") != "none":
         notes.append(f"inputs centred per {seg['center']} [choice]")
     phases = seg.get("phases", 1)
@@ -209,6 +213,9 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
                + " / ".join(f"{w:.2f}" for w in result["view_weights"])
                + ", fitted out of fold)" if "view_weights" in result
                else f"the mean of {result['ensemble']} models")
+        if (result.get("recording_link") or {}).get("kind") == "quadratic":
+            how += (", each recording's score through a nondecreasing quadratic fitted out "
+                    "of fold (train.recording_link)")
         total, first = result.get("params_total"), result["params"]
         size = (f"{first:,} parameters each" if total in (None, first * result["ensemble"])
                 else f"{total:,} parameters in all ({first:,} in the first)")  # views differ

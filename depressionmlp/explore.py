@@ -170,8 +170,8 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
     or the ``"auto"`` rule's choice), whose p segments start within each stride,
     ``k * stride / (p * fps)``, spread evenly over it; HMHN:
     position of the frame in the video, 0..1, the frames being spread evenly),
-    ``time_label`` and ``score`` (their mean, the recording's
-    prediction). ``recordings``: ids to keep (None: all). ``data_root`` overrides the
+    ``time_label`` and ``score`` (their mean, through the run's recording link where
+    it has one: the recording's prediction). ``recordings``: ids to keep (None: all). ``data_root`` overrides the
     run's corpus root; ``cache_dir`` where segmented recordings are cached (None: the
     run's own setting). For an ensemble with ``train.member_split = "cross"`` the select
     split's scores are the whole ensemble's, whose members trained on most of it, not
@@ -183,6 +183,7 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
         return _hmhn_frame_scores(run_dir, split, wanted, data_root)
     from depressionmlp import train as T
     model, cfg = T.load_run(run_dir)
+    link = cfg["resolved"].get("recording_link")      # the recording score's, if any
     table, cfg = load_table(run_dir, split, data_root=data_root, cache_dir=cache_dir)
     settings = T.segment_settings(cfg)
     seg = T.predict_segments(model, table, T.model_streams(cfg))
@@ -194,7 +195,8 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
         out.append({"recording_id": str(rid), "true": float(table.recording_labels[r]),
                     "scores": s, "time": np.arange(len(s)) * settings.stride
                     / (settings.fps * _phases(table, r, settings)),
-                    "time_label": "segment start (s)", "score": float(np.mean(s))})
+                    "time_label": "segment start (s)",
+                    "score": float(metrics.apply_recording_link(link, [np.mean(s)])[0])})
     return out
 
 

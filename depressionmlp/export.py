@@ -31,13 +31,18 @@ def export_run(model_path, out_dir, tflite: bool = False) -> dict:
             conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved_model"))
             (tmp / "model.tflite").write_bytes(conv.convert())
             paths["tflite"] = out / "model.tflite"
+        link = cfg["resolved"].get("recording_link")
+        link = link if (link or {}).get("kind", "identity") != "identity" else None
         write_json_atomic(tmp / "depressionmlp_export.json", {
             "model": cfg["model"], "segment": cfg["resolved"]["segment"],
             "streams": cfg["resolved"]["streams"], "scale": cfg["resolved"]["scale"],
             "inputs": {s: ["batch", cfg["resolved"]["segment"]["segment_length"],
                            cfg["resolved"]["segment"]["n_points"]]
                        for s in cfg["resolved"]["streams"]},
-            "aggregation": "a recording's score is the mean of its segments' scores"})
+            "aggregation": ("a recording's score is the mean of its segments' scores"
+                            + (", then recording_link (depressionmlp.metrics."
+                               "apply_recording_link)" if link else "")),
+            **({"recording_link": link} if link else {})})
         paths["info"] = out / "depressionmlp_export.json"
         if out.exists():
             out.rmdir()

@@ -45,6 +45,32 @@ def aggregate_by_recording(ids, preds, labels):
     return ids[first[order]], pred_mean[order], label_mean[order]
 
 
+def apply_recording_link(link: dict | None, scores) -> np.ndarray:
+    """A run's recording link (``train.recording_link``) applied to recording scores.
+
+    ``link`` is None or ``{"kind": "identity"}`` (scores unchanged), or the record
+    of :func:`depressionmlp.train.fit_recording_link`: ``{"kind": "quadratic",
+    "center": m, "scale": s, "coef": [a, b, c], "range": [u_lo, u_hi]}``. With
+    ``u = (z - m) / s`` and ``v = clip(u, u_lo, u_hi)``:
+    ``g(z) = a + b v + c v^2 + (b + 2 c v)(u - v)``: the quadratic inside the range
+    of the scores it was fitted to, continued along its tangent outside it.
+
+    Args:
+        scores: (R,) recording scores (the mean of each recording's segment scores).
+
+    Returns:
+        (R,) linked scores.
+    """
+    z = np.asarray(scores, dtype=np.float64)
+    if not link or link.get("kind", "identity") == "identity":
+        return z
+    a, b, c = (float(v) for v in link["coef"])
+    lo, hi = (float(v) for v in link["range"])
+    u = (z - float(link["center"])) / float(link["scale"])
+    v = np.clip(u, lo, hi)
+    return a + b * v + c * v * v + (b + 2.0 * c * v) * (u - v)
+
+
 def rmse(y_true, y_pred) -> float:
     """Eq. 21: sqrt(mean((y - y_hat)^2))."""
     y_true, y_pred = _pair(y_true, y_pred)

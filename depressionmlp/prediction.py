@@ -6,8 +6,9 @@
 - ``interval``: an approximate 95 % interval for the recording's score (the mean of
   its segment scores): a t interval whose sample size is the number of
   *non-overlapping* segment lengths covered (segments overlap by M - stride frames,
-  so their scores are not independent). It reflects how much the segments of this
-  recording disagree, not the model's own error, which is reported next to it;
+  so their scores are not independent), its ends mapped through the run's recording
+  link (``train.recording_link``) where it has one. It reflects how much the segments
+  of this recording disagree, not the model's own error, which is reported next to it;
 - ``model``: the run that made the prediction (name, run folder, architecture) and
   its recording-level dev/test error from that run's ``metrics.json``;
 - ``band``: the severity band's name and limits on the scale;
@@ -41,9 +42,10 @@ def severity_band(score: float, scale: str) -> dict:
 
 
 def score_interval(seg_scores, segment_length: int, stride: float, scale: str,
-                   level: float = 0.95) -> dict | None:
-    """Approximate interval for the mean of overlapping segment scores; None for
-    fewer than two segments (no spread to measure)."""
+                   level: float = 0.95, link: dict | None = None) -> dict | None:
+    """Approximate interval for the mean of overlapping segment scores, its ends
+    mapped through the run's recording ``link`` (nondecreasing, so they stay its
+    ends); None for fewer than two segments (no spread to measure)."""
     from scipy import stats
     s = np.asarray(seg_scores, dtype=np.float64)
     if len(s) < 2:
@@ -52,8 +54,8 @@ def score_interval(seg_scores, segment_length: int, stride: float, scale: str,
     sd = float(np.std(s, ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, max(n_eff - 1, 1))) * sd / math.sqrt(n_eff)
     top = metrics.SEVERITY_SCALES[scale]["max"]
-    mean = float(np.mean(s))
-    return {"level": level, "low": max(0.0, mean - half), "high": min(float(top), mean + half),
+    low, high = metrics.apply_recording_link(link, [np.mean(s) - half, np.mean(s) + half])
+    return {"level": level, "low": max(0.0, float(low)), "high": min(float(top), float(high)),
             "effective_segments": round(n_eff, 1),
             "method": "t interval over non-overlapping segment lengths; segment spread only"}
 
@@ -93,7 +95,8 @@ def describe(result: dict, cfg: dict, model_path) -> dict:
                      "min": float(seg.min()), "q25": float(np.percentile(seg, 25)),
                      "median": float(np.median(seg)), "q75": float(np.percentile(seg, 75)),
                      "max": float(seg.max())}
-    out["interval"] = score_interval(seg, m, stride, scale)
+    out["interval"] = score_interval(seg, m, stride, scale,
+                                     link=cfg["resolved"].get("recording_link"))
     out["band"] = severity_band(result["score"], scale)
     out["model"] = run_identity(model_path, cfg)
     warnings = []

@@ -174,6 +174,16 @@ DEFAULT_CONFIG = {
         # scored by the models that held it out): the data choose how much of each
         # reading to keep. Single models and StatsRidge resolve to "equal"
         "member_weights": "equal",
+        # [choice] how a cross ensemble's recording score (the weighted mean of its
+        # members' recording scores) becomes the reported score: "identity" (as it is; the
+        # paper's recording score, the mean of segment scores) or "quadratic": a
+        # nondecreasing quadratic g fitted by least squares to the pooled train + select
+        # recordings' out-of-fold scores (the same scores member_weights = "fit" uses),
+        # continued linearly outside their range (fit_recording_link). A mean of segment
+        # scores is linear in how often something happens in a segment, while the label
+        # need not be (blinks: the rate falls exponentially with severity). Needs
+        # member_split = "cross"; single models and StatsRidge resolve to "identity"
+        "recording_link": "identity",
         # devices and precision (depressionmlp/scaling.py): "auto" = mirrored where more
         # than one GPU is visible, else none; mixed precision where a GPU supports it
         "distribute": "auto",        # "auto" | "none" | "mirrored" | "multiworker"
@@ -192,6 +202,7 @@ ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated", "last")
 MEMBER_SPLITS = ("fixed", "cross")
 MEMBER_WEIGHTS = ("equal", "fit")
+RECORDING_LINKS = ("identity", "quadratic")
 PARTIAL_BATCHES = ("auto", "keep", "drop")
 
 #: Named protocols: config layers between DEFAULT_CONFIG and an experiment config,
@@ -302,6 +313,15 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
         raise DataError(source, "train.member_weights = 'fit' needs train.member_split = "
                                 "'cross' and a train.member_model of at least two views "
                                 "(e.g. [{}, {au_levels = \"interleave\"}])")
+    if t["recording_link"] not in RECORDING_LINKS:
+        raise DataError(source, f"train.recording_link must be one of {list(RECORDING_LINKS)}, "
+                                f"got {t['recording_link']!r}")
+    if t["recording_link"] != "identity" and t["member_split"] != "cross":
+        if "recording_link" in config.get("train", {}):
+            raise DataError(source, f"train.recording_link = {t['recording_link']!r} needs "
+                                    "train.member_split = 'cross' (an ensemble whose "
+                                    "out-of-fold scores it is fitted to)")
+        t["recording_link"] = "identity"    # the protocol's link, where nothing is out of fold
     if t["jit_compile"] not in (True, False, "auto"):
         raise DataError(source, f"train.jit_compile must be true, false or \"auto\", "
                                 f"got {t['jit_compile']!r}")
@@ -647,11 +667,13 @@ def predict_segments(model, table: SegmentTable, streams, predictor=None) -> np.
 
 
 def evaluate_table(model, table: SegmentTable, streams, scale="bdi2",
-                   train_labels=None, predictor=None) -> tuple[dict, list[dict]]:
-    """Recording-level metrics and per-recording rows for one split."""
+                   train_labels=None, predictor=None, link=None) -> tuple[dict, list[dict]]:
+    """Recording-level metrics and per-recording rows for one split (``link``: the
+    run's ``resolved.recording_link``, applied to the recording scores)."""
     seg_pred = predict_segments(model, table, streams, predictor)
     rec_ids, rec_pred, rec_true = metrics.aggregate_by_recording(
         table.recording_ids[table.recording], seg_pred, table.labels)
+    rec_pred = metrics.apply_recording_link(link, rec_pred)
     return score_recordings(table, rec_ids, rec_pred, rec_true, scale, train_labels)
 
 
@@ -1052,7 +1074,8 @@ def _evaluate_splits(model, cfg, tables, streams, scale, train_table, run_dir, r
             continue
         res, rows = evaluate_table(model, tables[split], streams, scale,
                                    train_labels=train_table.recording_labels,
-                                   predictor=(predictors or {}).get(split))
+                                   predictor=(predictors or {}).get(split),
+                                   link=cfg.get("resolved", {}).get("recording_link"))
         result["splits"][split] = res
         write_predictions_csv(run_dir / f"predictions_{split}.csv", rows)
 
@@ -1085,6 +1108,7 @@ def member_config(cfg: dict, k: int) -> dict:
     m["model"] = deep_update(m["model"], member_overrides(cfg, k))
     m["train"]["member_model"] = []
     m["train"]["member_weights"] = "equal"
+    m["train"]["recording_link"] = "identity"     # the run's, fitted to all members
     m["train"]["seed"] = cfg["train"]["seed"] + ENSEMBLE_SEED_STEP * k
     if cfg["train"]["member_split"] == "cross":   # its folds come as one training split
         m["train"]["member_split"] = "fixed"
@@ -1164,15 +1188,53 @@ def fit_view_weights(P, y) -> np.ndarray:
     return w / w.sum()
 
 
+def fit_recording_link(scores, labels) -> dict:
+    """``train.recording_link = "quadratic"``: the nondecreasing quadratic
+    ``y = a + b u + c u^2`` (``u = (z - m) / s``, the scores standardised) of least
+    squares over the range of ``scores`` (R,) against ``labels`` (R,), as a record
+    for :func:`depressionmlp.metrics.apply_recording_link`.
+
+    The constrained optimum either has ``g' >= 0`` at both ends of the range
+    unconstrained, or ``g' = 0`` at one end (``y = a + c (u - end)^2``), or is a line
+    (``c = 0``; a constant where the line would fall): the fit with the least squared
+    error among those that are nondecreasing is kept.
+    """
+    z = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    m, s = float(z.mean()), float(z.std())
+    if len(z) < 3 or s <= 0:
+        return {"kind": "identity"}
+    u = (z - m) / s
+    lo, hi = float(u.min()), float(u.max())
+    ones = np.ones_like(u)
+    candidates = [np.linalg.lstsq(np.stack([ones, u, u * u], 1), y, rcond=None)[0]]
+    for end in (lo, hi):                            # g' = 0 at one end of the range
+        a, c = np.linalg.lstsq(np.stack([ones, (u - end) ** 2], 1), y, rcond=None)[0]
+        candidates.append((a + c * end * end, -2.0 * c * end, c))
+    a, b = np.linalg.lstsq(np.stack([ones, u], 1), y, rcond=None)[0]
+    candidates.append((a, b, 0.0) if b >= 0 else (float(y.mean()), 0.0, 0.0))
+    best, best_sse = None, np.inf
+    for a, b, c in candidates:
+        if min(b + 2 * c * lo, b + 2 * c * hi) < -1e-9:
+            continue                                # decreasing somewhere in the range
+        sse = float(np.sum((a + b * u + c * u * u - y) ** 2))
+        if sse < best_sse:
+            best, best_sse = (float(a), float(b), float(c)), sse
+    return {"kind": "quadratic", "center": m, "scale": s, "coef": list(best),
+            "range": [lo, hi], "fitted_on": int(len(z))}
+
+
 def out_of_fold(ids, P, true, weights, cfg: dict, select_table: SegmentTable,
                 train_labels) -> tuple[dict, list[dict]]:
     """Metrics and rows of the select split with each recording scored by the members
-    that held it out (its fold's members, views weighted by ``weights``): a cross
-    ensemble's honest dev. ``ids, P, true``: :func:`view_scores` of the select split's
-    recordings."""
+    that held it out (its fold's members, views weighted by ``weights``, then the
+    run's ``resolved.recording_link``): a cross ensemble's honest dev. ``ids, P,
+    true``: :func:`view_scores` of the select split's recordings."""
     scale = SCALES[cfg["data"]["corpus"]]
     order = np.argsort(ids, kind="stable")
-    result, rows = score_recordings(select_table, ids[order], combine_views(P, weights)[order],
+    scores = metrics.apply_recording_link(cfg.get("resolved", {}).get("recording_link"),
+                                          combine_views(P, weights))
+    result, rows = score_recordings(select_table, ids[order], scores[order],
                                     true[order], scale, train_labels)
     result["out_of_fold"] = True
     return result, rows
@@ -1237,6 +1299,8 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
                        "ensemble": len(layout), "members": records}
     fitted = ({"view_weights": [round(float(w), 6) for w in view_weights]}
               if weights is not None else {})
+    if t["recording_link"] != "identity":      # fitted to the same out-of-fold scores
+        fitted["recording_link"] = fit_recording_link(combine_views(P, view_weights), y)
     cfg["resolved"].update(fitted)
     write_json_atomic(run_dir / "config.json", cfg)
     save_model_atomic(model, run_dir / "best.keras")
@@ -1284,7 +1348,8 @@ def load_run(model_path) -> tuple[keras.Model, dict]:
 
 
 def predict_file(model, cfg: dict, path) -> dict:
-    """Score one OpenFace recording: recording score, severity class, segment scores."""
+    """Score one OpenFace recording: recording score (the mean of its segment scores
+    through the run's ``resolved.recording_link``), severity class, segment scores."""
     from depressionmlp.data.openface import read_recording
     from depressionmlp.data.segments import segment_recording
     settings = SegmentSettings.from_dict(cfg["resolved"]["segment"])
@@ -1295,7 +1360,8 @@ def predict_file(model, cfg: dict, path) -> dict:
     arrays = {"R_X": R_X, "R_Y": R_Y, "R_AU": R_AU}
     seg = np.asarray(model.predict({s: arrays[s] for s in streams}, verbose=0,
                                    batch_size=256)).reshape(-1)
-    score = float(np.mean(seg))
+    score = float(metrics.apply_recording_link(cfg["resolved"].get("recording_link"),
+                                               [np.mean(seg)])[0])
     return {"file": str(path), "score": score, "severity": metrics.severity_name(score, scale),
             "scale": scale, "segments": len(seg), "segment_scores": [float(v) for v in seg],
             "frames": int(info.get("frames_total", frames.n_frames)),

@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from depressionmlp import synth, train
+from depressionmlp import metrics, synth, train
 from depressionmlp.cli import main
+from depressionmlp.data.corpora import discover
 from depressionmlp.errors import DataError
 
 
@@ -31,12 +32,16 @@ def test_fitted_view_weights_train_every_view_on_every_fold_and_weigh_them_out_o
     """train.member_weights = "fit" with two views and 2 folds: 4 members (view j // 2
     on fold j % 2); the view weights are the convex least-squares fit to the pooled
     out-of-fold scores, read here from the members' own dev CSVs and fitted by a grid;
-    the saved model (loaded safely) scores sum_j w_j member_j, and `evaluate` and the
-    exported SavedModel reproduce it; dev is the weighted out-of-fold score."""
+    the saved model (loaded safely) scores sum_j w_j member_j per segment. With
+    train.recording_link = "quadratic" a recording's score is the link (fitted to the
+    same pooled out-of-fold scores) of that sum's mean: on test, on the out-of-fold
+    dev, in `evaluate` and in `predict`; the exported SavedModel reproduces the
+    segment scores."""
     root = corpus
     interleave = {"au_levels": "interleave"}
     cfg = _config(root, ensemble=2, member_split="cross",
-                  member_model=[{}, interleave], member_weights="fit")
+                  member_model=[{}, interleave], member_weights="fit",
+                  recording_link="quadratic")
     run_dir, result = train.train(cfg, out_base=tmp_path)
     assert [(m["fold"], m["view"]) for m in result["members"]] == [(0, 0), (1, 0), (0, 1),
                                                                    (1, 1)]
@@ -64,28 +69,44 @@ def test_fitted_view_weights_train_every_view_on_every_fold_and_weigh_them_out_o
     assert np.abs(views[:, 0] - views[:, 1]).max() > 1e-2                # two readings
     model, _ = train.load_run(run_dir)                                  # safe_mode=True
     assert type(model.get_layer("score")).__name__ == "WeightedMean"
+    w = result["view_weights"]
+    link = result["recording_link"]
+    want_link = train.fit_recording_link(views @ np.array(w), y)
+    assert link["fitted_on"] == len(ids) and link["kind"] == "quadratic"
+    np.testing.assert_allclose(link["coef"], want_link["coef"], rtol=1e-3, atol=1e-3)
     test = csv_scores(run_dir / "predictions_test.csv")
     each = [csv_scores(run_dir / f"members/{j}/predictions_test.csv") for j in range(4)]
-    for rid, (_, pred) in test.items():
-        want = sum(m["weight"] * e[rid][1] for m, e in zip(result["members"], each))
-        assert pred == pytest.approx(want, abs=3e-3)
+    rids = sorted(test)
+    mean = np.array([sum(m["weight"] * e[rid][1] for m, e in zip(result["members"], each))
+                     for rid in rids])
+    linked = metrics.apply_recording_link(link, mean)
+    np.testing.assert_allclose([test[r][1] for r in rids], linked, atol=3e-3)
+    assert np.abs(linked - mean).max() > 1e-2                   # the link moved the scores
     oof = csv_scores(run_dir / "predictions_dev.csv")
     rcfg = train.resolve_config(cfg)
     dev_ids = train.load_tables(rcfg, train.segment_settings(rcfg), ["dev"])["dev"].recording_ids
     assert set(oof) == set(dev_ids)
-    w = result["view_weights"]
     for rid, (_, pred) in oof.items():
-        assert pred == pytest.approx(w[0] * views[ids.index(rid), 0]
-                                     + w[1] * views[ids.index(rid), 1], abs=2e-4)
+        z = w[0] * views[ids.index(rid), 0] + w[1] * views[ids.index(rid), 1]
+        assert pred == pytest.approx(float(metrics.apply_recording_link(link, [z])[0]),
+                                     abs=2e-4)
     capsys.readouterr()
     assert main(["evaluate", "--model", str(run_dir), "--split", "test", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"]["rmse"] == pytest.approx(result["splits"]["test"]["rmse"], rel=1e-4)
+    src = next(s for s in discover("synthetic", root) if s.split == "test")
+    assert main(["predict", "--model", str(run_dir), "--openface", src.path, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["score"] == pytest.approx(test[src.recording_id][1], abs=3e-3)
+    assert got["interval"]["low"] <= got["score"] <= got["interval"]["high"]
     import tensorflow as tf
     from depressionmlp.export import export_run
     tables = train.load_tables(rcfg, train.segment_settings(rcfg), ["test"])
     x = {s: tables["test"].arrays[s][:5] for s in ("R_X", "R_Y", "R_AU")}
-    loaded = tf.saved_model.load(str(export_run(run_dir, tmp_path / "export")["saved_model"]))
+    paths = export_run(run_dir, tmp_path / "export")
+    info = json.loads(paths["info"].read_text())
+    assert info["recording_link"] == link and "then recording_link" in info["aggregation"]
+    loaded = tf.saved_model.load(str(paths["saved_model"]))
     got = loaded.serve(x)
     got = got if not isinstance(got, dict) else next(iter(got.values()))
     np.testing.assert_allclose(np.asarray(got), model.predict(x, verbose=0), rtol=1e-4,

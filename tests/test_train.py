@@ -710,6 +710,10 @@ def test_demo_settings_line_names_every_default_protocol_choice():
         "Protocol `paper`: the paper's")
     fixed = settings_line(train.resolve_config({"train": {"member_split": "fixed"}}))
     assert "slope fitted on dev" in fixed and "subject folds" not in fixed
+    link = "through a nondecreasing quadratic fitted to the pooled out-of-fold scores"
+    assert link in line and link not in fixed                  # nothing out of fold there
+    assert link not in settings_line(train.resolve_config(
+        {"train": {"recording_link": "identity"}}))
     B = {"au_levels": "interleave"}
     fit = settings_line(train.resolve_config({"train": {"member_model": [{}, B],
                                                         "member_weights": "fit"}}))
@@ -878,7 +882,8 @@ def test_cross_members_train_on_their_own_folds_and_dev_is_scored_out_of_fold(
     both members, as in a fixed ensemble."""
     root, _ = corpus
     cfg = _config(root, steps=30, eval_every=15, ensemble=2, member_split="cross",
-                  member_model=[])                # one view: the members' mean
+                  member_model=[],                # one view: the members' mean ...
+                  recording_link="identity")      # ... as it is (the link: test_ensemble)
     run_dir, result = train.train(cfg, out_base=tmp_path)
     assert result["member_split"] == "cross" and result["splits"]["dev"]["out_of_fold"]
     assert list(result["splits"]) == ["dev", "test"]
@@ -979,6 +984,11 @@ def test_demo_report_names_an_ensembles_members():
               "members": result["members"] * 2}
     assert ("a weighted mean of 6 models (view weights 0.73 / 0.27, fitted out of fold), "
             "each at its best dev evaluation") in render_report(fitted, {}, "table")
+    linked = {**fitted, "recording_link": {"kind": "quadratic", "coef": [15, 9, 1]}}
+    assert ("fitted out of fold), each recording's score through a nondecreasing quadratic "
+            "fitted out of fold (train.recording_link), each at its best dev evaluation"
+            ) in render_report(linked, {}, "table")
+    assert "recording_link" not in render_report(fitted, {}, "table")
     # the default's 9 models: six of 42,192 with blocks, three of 1,168 without
     nine = {**fitted, "ensemble": 9, "members": result["members"] * 3,
             "params_total": 6 * 42192 + 3 * 1168}

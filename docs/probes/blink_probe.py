@@ -18,7 +18,11 @@ and test held out, as the default protocol's cross-fitted members pool them:
    With ``SHARED=K`` the segment net instead reads each AU column's M frames with one
    MLP shared by the columns (``HIDDEN`` GELU units, default 16, then K outputs; with
    ``HIDDEN=0`` one Dense(K, relu), the shape of Eq. 19 at K = 1) and scores the
-   segment with one Dense over the F x K outputs.
+   segment with one Dense over the F x K outputs. ``POOL`` sets what comes after the
+   segments: ``score`` (default) the mean of segment scores as above; ``link`` that mean
+   through a small trained function of it (x + Dense(8, gelu) -> 1); ``features`` the
+   mean of 8 segment features through Dense(16, gelu) -> 1 (plus a linear term).
+   ``EVENTS=linear`` fits the events line on rate and length instead of their logs.
 
 Run: ``.venv/bin/python docs/probes/blink_probe.py blink-long-s0 blink-s0 ...``
 (about 1 minute per corpus on 2 CPU cores).
@@ -39,6 +43,8 @@ ROOT = Path(os.environ.get("SUITE_ROOT", "data/learnability"))
 JITTER = float(os.environ.get("JITTER", "1.0"))
 SHARED = int(os.environ.get("SHARED", "0"))
 HIDDEN = int(os.environ.get("HIDDEN", "16"))
+POOL = os.environ.get("POOL", "score")
+EVENTS_LOG = os.environ.get("EVENTS", "log") == "log"
 M, STRIDE, STEP = 18, 9, 5
 
 
@@ -61,7 +67,8 @@ def events(recs):
     def feats(a):
         on = np.diff(np.r_[0, (a > np.median(a) + 1.0).astype(int), 0])
         runs = np.flatnonzero(on == -1) - np.flatnonzero(on == 1)
-        return [np.log(len(runs) / len(a) + 1e-3), np.log(runs.mean() + 1) if len(runs) else 0.0]
+        rate, length = len(runs) / len(a), runs.mean() if len(runs) else 0.0
+        return [np.log(rate + 1e-3), np.log(length + 1)] if EVENTS_LOG else [rate, length]
     X = np.array([[1.0, *feats(a[:, j])] for _, _, a, j in recs])
     y = np.array([r[1] for r in recs]); fit = np.array([r[0] != "test" for r in recs])
     b = np.linalg.lstsq(X[fit], y[fit], rcond=None)[0]
@@ -110,8 +117,18 @@ def segment_net(recs, au45_only, seed):
         h = keras.layers.Reshape((S, M * F))(x)
         h = keras.layers.Dense(32, activation="gelu")(h)
         h = keras.layers.Dense(32, activation="gelu")(h)
-    score = keras.layers.Dense(1)(h)[..., 0]
-    out = ops.sum(m_in * score, axis=1) / ops.sum(m_in, axis=1) * y_sd + y_mean
+    w = m_in / ops.sum(m_in, axis=1, keepdims=True)           # mean over the segments
+    if POOL == "features":
+        f = ops.sum(w[..., None] * keras.layers.Dense(8)(h), axis=1)
+        s = (keras.layers.Dense(1)(keras.layers.Dense(16, activation="gelu")(f))
+             + keras.layers.Dense(1)(f))[:, 0]
+    else:
+        s = ops.sum(w * keras.layers.Dense(1)(h)[..., 0], axis=1)
+        if POOL == "link":
+            z = s[:, None]
+            s = (keras.layers.Dense(1)(z)
+                 + keras.layers.Dense(1)(keras.layers.Dense(8, activation="gelu")(z)))[:, 0]
+    out = s * y_sd + y_mean
     model = keras.Model([x_in, m_in], out)
     model.compile(keras.optimizers.Adam(1e-3), loss="mse")
     train = np.flatnonzero(fit)
