@@ -1201,9 +1201,9 @@ def fit_recording_link(scores, labels) -> dict:
     """
     z = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
+    if len(z) < 3 or float(z.std()) <= 0:
+        return {"kind": "identity"}                 # nothing to fit a curve to
     m, s = float(z.mean()), float(z.std())
-    if len(z) < 3 or s <= 0:
-        return {"kind": "identity"}
     u = (z - m) / s
     lo, hi = float(u.min()), float(u.max())
     ones = np.ones_like(u)

@@ -58,6 +58,7 @@ def test_apply_continues_along_the_tangent_outside_the_range():
     for identity in (None, {}, {"kind": "identity"}):
         np.testing.assert_array_equal(metrics.apply_recording_link(identity, z), z)
     assert train.fit_recording_link([5.0, 5.0, 5.0], [1, 2, 3]) == {"kind": "identity"}
+    assert train.fit_recording_link([], []) == {"kind": "identity"}
 
 
 def test_recording_link_is_checked():
