@@ -172,8 +172,8 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
     position of the frame in the video, 0..1, the frames being spread evenly),
     ``time_label`` and ``score`` (their mean, through the run's recording link where
     it has one: the recording's prediction). ``recordings``: ids to keep (None: all).
-    ``data_root`` overrides the run's corpus root; ``cache_dir`` where segmented recordings are cached (None: the
-    run's own setting). For an ensemble with ``train.member_split = "cross"`` the select
+    ``data_root`` overrides the run's corpus root; ``cache_dir`` where segmented
+    recordings are cached (None: the run's own setting). For an ensemble with ``train.member_split = "cross"`` the select
     split's scores are the whole ensemble's, whose members trained on most of it, not
     the out-of-fold predictions of its ``predictions_dev.csv``.
     """
