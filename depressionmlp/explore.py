@@ -173,9 +173,10 @@ def segment_scores(run_dir, split: str = "dev", recordings=None, *, data_root=No
     ``time_label`` and ``score`` (their mean, through the run's recording link where
     it has one: the recording's prediction). ``recordings``: ids to keep (None: all).
     ``data_root`` overrides the run's corpus root; ``cache_dir`` where segmented
-    recordings are cached (None: the run's own setting). For an ensemble with ``train.member_split = "cross"`` the select
-    split's scores are the whole ensemble's, whose members trained on most of it, not
-    the out-of-fold predictions of its ``predictions_dev.csv``.
+    recordings are cached (None: the run's own setting). For an ensemble with
+    ``train.member_split = "cross"`` the select split's scores are the whole
+    ensemble's, whose members trained on most of it, not the out-of-fold predictions
+    of its ``predictions_dev.csv``.
     """
     cfg = _read_json(Path(run_dir) / "config.json")
     wanted = None if recordings is None else {str(r) for r in recordings}
