@@ -213,9 +213,12 @@ def render_report(result: dict, manifest: dict, table: str, cfg: dict | None = N
                + " / ".join(f"{w:.2f}" for w in result["view_weights"])
                + ", fitted out of fold)" if "view_weights" in result
                else f"the mean of {result['ensemble']} models")
-        if (result.get("recording_link") or {}).get("kind") == "quadratic":
+        link = result.get("recording_link") or {}
+        if link.get("kind") == "quadratic":
             how += (", each recording's score through a nondecreasing quadratic fitted out "
                     "of fold (train.recording_link)")
+        elif "reason" in link:
+            how += f", the recording link left at the identity ({link['reason']})"
         total, first = result.get("params_total"), result["params"]
         size = (f"{first:,} parameters each" if total in (None, first * result["ensemble"])
                 else f"{total:,} parameters in all ({first:,} in the first)")  # views differ

@@ -57,8 +57,23 @@ def test_apply_continues_along_the_tangent_outside_the_range():
     np.testing.assert_allclose(metrics.apply_recording_link(link, z), want)
     for identity in (None, {}, {"kind": "identity"}):
         np.testing.assert_array_equal(metrics.apply_recording_link(identity, z), z)
-    assert train.fit_recording_link([5.0, 5.0, 5.0], [1, 2, 3]) == {"kind": "identity"}
-    assert train.fit_recording_link([], []) == {"kind": "identity"}
+    assert train.fit_recording_link([5.0] * 40, range(40)) == {"kind": "identity"}
+    assert train.fit_recording_link([], [])["kind"] == "identity"
+
+
+def test_too_few_recordings_keep_the_identity_and_say_why():
+    """Below RECORDING_LINK_MIN (30) pooled out-of-fold recordings three numbers fit
+    noise (docs/learnability.md): the record is the identity, with the count."""
+    rng = np.random.default_rng(0)
+    z = rng.uniform(0, 30, 30)
+    y = 5 + 0.04 * z ** 2 + rng.normal(0, 2, 30)
+    assert train.RECORDING_LINK_MIN == 30
+    assert train.fit_recording_link(z, y)["kind"] == "quadratic"
+    few = train.fit_recording_link(z[:29], y[:29])
+    assert few == {"kind": "identity", "fitted_on": 29,
+                   "reason": "29 recordings out of fold, fewer than 30"}
+    np.testing.assert_array_equal(metrics.apply_recording_link(few, z), z)
+    assert train.fit_recording_link(z[:10], y[:10], min_recordings=5)["kind"] == "quadratic"
 
 
 def test_recording_link_is_checked():

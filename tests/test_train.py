@@ -989,6 +989,10 @@ def test_demo_report_names_an_ensembles_members():
             "fitted out of fold (train.recording_link), each at its best dev evaluation"
             ) in render_report(linked, {}, "table")
     assert "recording_link" not in render_report(fitted, {}, "table")
+    few = {**fitted, "recording_link": train.fit_recording_link(np.arange(20.0),
+                                                                np.arange(20.0))}
+    assert ("fitted out of fold), the recording link left at the identity (20 recordings "
+            "out of fold, fewer than 30), each at its best") in render_report(few, {}, "table")
     # the default's 9 models: six of 42,192 with blocks, three of 1,168 without
     nine = {**fitted, "ensemble": 9, "members": result["members"] * 3,
             "params_total": 6 * 42192 + 3 * 1168}
