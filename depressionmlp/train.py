@@ -196,13 +196,13 @@ DEFAULT_CONFIG = {
 #: ScoreHead's positive score_scale does not allow, and a steep slope fitted on a
 #: small select split would amplify its noise.
 CALIBRATION_SLOPE = (1e-3, 4.0)
+CALIBRATIONS = ("none", "slope")
 #: Fewest pooled out-of-fold recordings a "quadratic" recording link is fitted to; with
 #: fewer the run keeps the identity and says why. Refitted to random subsets of the
 #: learnability suite's 36 pooled out-of-fold sets (docs/learnability.md), the link
 #: raised the mean test RMSE by 0.29 at 15 recordings (one corpus by 10) and by 0.05 at
 #: 20, and lowered it by 0.14 at 30 (0.28 with all 50-84).
 RECORDING_LINK_MIN = 30
-CALIBRATIONS = ("none", "slope")
 #: Seed step between ensemble members: member k trains with seed + 100 k.
 ENSEMBLE_SEED_STEP = 100
 SELECTIONS = ("rmse", "calibrated", "last")
