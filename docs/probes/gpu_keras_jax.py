@@ -1,7 +1,7 @@
 """The layers on a GPU through Keras 3's JAX backend (a probe outside the package).
 
-The lent GPU machine has JAX with CUDA but no TensorFlow, and TensorFlow's GPU wheels
-(over 2 GB with their CUDA libraries) cannot be carried to it. Every layer of both
+The lent GPU machine has JAX with CUDA but no TensorFlow, and TensorFlow cannot be
+carried to it (64 MiB a call; the TensorFlow 2.21 wheel alone is 573 MB). Every layer of both
 packages is written in ``keras.ops`` alone, so the models themselves run on JAX; only
 ``train.py`` (tf.data, tf.function) needs TensorFlow. This probe therefore answers two
 questions, not the speed of ``make`` on a GPU:
