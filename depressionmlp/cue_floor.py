@@ -17,7 +17,13 @@ and identity are added) and fits a regressor on statistics of them:
   (:data:`CHANNELS`) and their logarithms: what noise-free features of the right
   channel give with the corpus's training size. The median over ``n_draws`` random
   training sets (with their interquartile range): with 35-56 recordings a draw now
-  and then picks a ridge penalty that fails, and the mean would follow those.
+  and then picks a ridge penalty that fails, and the mean would follow those;
+- ``floor_at_pooled`` (with ``n_pooled``): the same with the train + dev recordings,
+  what the default protocol's cross-fitted models learn from together.
+
+Compare a model with these as ratios to ``mean_predictor`` (the RMSE of the training
+mean on the same simulated recordings): a corpus's 20-28 test recordings give its own
+mean predictor, which differs from the simulation's by a point or more.
 
 Both are estimates from one regressor, not proofs: a better estimator could go a
 little lower, and the rendered OpenFace values are noisier than the latent
@@ -96,11 +102,13 @@ def simulate(cue: str, n_sim: int, duration_s=(30, 50), fps: float = 30.0,
 
 
 def cue_floor(cue: str, n_train: int, *, duration_s=(30, 50), label_noise_sd: float = 3.0,
-              n_sim: int = 3000, n_draws: int = 30, seed: int = 0) -> dict:
+              n_sim: int = 3000, n_draws: int = 30, seed: int = 0,
+              n_pooled: int | None = None) -> dict:
     """The cue floor of one cue at one corpus size (see the module docstring).
 
-    ``n_train`` is the corpus's number of training recordings. Returns ``floor``,
-    ``floor_at_size`` (with its interquartile range over training draws),
+    ``n_train`` is the corpus's number of training recordings, ``n_pooled`` (optional)
+    its train + dev recordings. Returns ``floor``, ``floor_at_size`` (with its
+    interquartile range over training draws), ``floor_at_pooled`` with ``n_pooled``,
     ``mean_predictor`` and ``noise_floor`` on the same held-out recordings, and the
     settings.
     """
@@ -124,16 +132,24 @@ def cue_floor(cue: str, n_train: int, *, duration_s=(30, 50), label_noise_sd: fl
     # (rate 0) must not become an outlier
     chan = np.concatenate([chan, np.log(chan + 0.1 * np.median(chan, axis=0) + 1e-9)], axis=1)
     c_fit, c_test = chan[n_test:], chan[:n_test]
-    rng = np.random.default_rng(seed + 1)
-    at_size = []
-    for _ in range(n_draws):
-        idx = rng.choice(len(y_fit), n_train, replace=False)
-        ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
-        at_size.append(rmse(ridge.fit(c_fit[idx], y_fit[idx]).predict(c_test)))
-    return {"cue": cue, "floor": round(floor, 3),
-            "floor_at_size": round(float(np.median(at_size)), 3),
-            "floor_at_size_iqr": [round(float(q), 3) for q in np.percentile(at_size, [25, 75])],
-            "mean_predictor": round(rmse(np.full(n_test, y_fit.mean())), 3),
+
+    def ridge_at(n, draw_seed):
+        """Median test RMSE (and interquartile range) of the ridge over n_draws
+        random training sets of n recordings."""
+        rng = np.random.default_rng(draw_seed)
+        out = []
+        for _ in range(n_draws):
+            idx = rng.choice(len(y_fit), n, replace=False)
+            ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 4, 13)))
+            out.append(rmse(ridge.fit(c_fit[idx], y_fit[idx]).predict(c_test)))
+        return (round(float(np.median(out)), 3),
+                [round(float(q), 3) for q in np.percentile(out, [25, 75])])
+
+    result = {"cue": cue, "floor": round(floor, 3)}
+    result["floor_at_size"], result["floor_at_size_iqr"] = ridge_at(n_train, seed + 1)
+    if n_pooled is not None:
+        result["floor_at_pooled"], result["floor_at_pooled_iqr"] = ridge_at(n_pooled, seed + 2)
+    return {**result, "mean_predictor": round(rmse(np.full(n_test, y_fit.mean())), 3),
             "noise_floor": round(rmse(truth[:n_test]), 3),
-            "n_sim": n_sim, "n_test": n_test, "n_train": n_train,
+            "n_sim": n_sim, "n_test": n_test, "n_train": n_train, "n_pooled": n_pooled,
             "duration_s": list(duration_s), "label_noise_sd": label_noise_sd}

@@ -106,25 +106,31 @@ def run_row(cfg: dict, protocol: str, data_root: Path, seed: int, out: Path,
 
 
 def ensure_cue_floors(out: Path, cues, size: str, n_train: dict, n_sim: int | None = None,
-                      log=print) -> dict:
+                      log=print, n_pooled: dict | None = None) -> dict:
     """Compute (or reuse) ``<out>/cue_floors.json``: one cue floor per cue.
 
-    ``n_train`` maps cue -> training recordings of its corpus (the floor at size).
+    ``n_train`` maps cue -> training recordings of its corpus (the floor at size),
+    ``n_pooled`` cue -> its train + dev recordings (the floor at the size the
+    default's cross-fitted models learn from; a saved floor without it is redone).
     """
     from depressionmlp.cue_floor import cue_floor
     path = Path(out) / "cue_floors.json"
     floors = json.loads(path.read_text()) if path.exists() else {}
     spec = SIZES[size]
     for cue in cues:
-        if cue in floors:
+        if cue in floors and (n_pooled is None or "floor_at_pooled" in floors[cue]):
             continue
         t0 = time.time()
+        pooled = None if n_pooled is None else n_pooled[cue]
         floors[cue] = cue_floor(cue, n_train[cue], duration_s=spec["duration_s"],
                                 label_noise_sd=spec.get("label_noise_sd", 3.0),
-                                n_sim=n_sim or CUE_FLOOR_SIMS[size])
-        log(f"{cue:<22} cue floor {floors[cue]['floor']:6.2f}, at "
-            f"{n_train[cue]} training recordings {floors[cue]['floor_at_size']:6.2f}  "
-            f"{time.time() - t0:.0f} s")
+                                n_sim=n_sim or CUE_FLOOR_SIMS[size], n_pooled=pooled)
+        f = floors[cue]
+        log(f"{cue:<22} cue floor {f['floor']:6.2f}, at {n_train[cue]} training recordings "
+            f"{f['floor_at_size']:6.2f}"
+            + (f", at {pooled} (train + dev) {f['floor_at_pooled']:6.2f}" if pooled else "")
+            + f"  ({f['floor'] / f['mean_predictor']:.2f}x its mean predictor "
+              f"{f['mean_predictor']:.2f})  {time.time() - t0:.0f} s")
         path.write_text(json.dumps(floors, indent=1) + "\n")
     return floors
 
@@ -136,10 +142,11 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    n_train = {cue: sum(r["split"] == "train" for r in
-                        ensure_corpus(data_root, cue, seeds[0], size)["recordings"])
-               for cue in cues}
-    floors = ensure_cue_floors(out, cues, size, n_train, log=log)
+    splits = {cue: [r["split"] for r in ensure_corpus(data_root, cue, seeds[0], size)["recordings"]]
+              for cue in cues}
+    n_train = {cue: s.count("train") for cue, s in splits.items()}
+    n_pooled = {cue: s.count("train") + s.count("dev") for cue, s in splits.items()}
+    floors = ensure_cue_floors(out, cues, size, n_train, log=log, n_pooled=n_pooled)
     for cue in cues:
         for seed in seeds:
             manifest = ensure_corpus(data_root, cue, seed, size)
@@ -188,7 +195,8 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
         names += [n for n in c["rows"] if n not in names]
     pooled = POOLED_RIDGE in names
     lasso = "StatsLasso" in names
-    head = ("| corpus (cue) | seeds | noise floor | cue floor (at size) | mean predictor | "
+    head = ("| corpus (cue) | seeds | noise floor | cue floor (at size) | cue floor / its mean "
+            "predictor | mean predictor | "
             + " | ".join(names) + " | DG+MG default / ridge |"
             + (" DG+MG default / ridge train+dev |" if pooled else "")
             + (" DG+MG default / lasso |" if lasso else "")
@@ -218,8 +226,7 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
             ratio_r += (f" | {np.mean(dg['rmse']) / np.mean(la['rmse']):.2f}"
                         if la and dg else " | -")
         ratio_m = f"{np.mean(dg['rmse']) / np.mean(c['mean']):.2f}" if dg else "-"
-        f = floors.get(cue)
-        cue_cell = f"{f['floor']:.2f} ({f['floor_at_size']:.2f})" if f else "-"
+        cue_cell = floor_cells(floors.get(cue))
         lines.append(f"| {cue} | {len(c['seeds'])} | {np.mean(c['floor']):.2f} | {cue_cell} | "
                      f"{np.mean(c['mean']):.2f} | " + " | ".join(cells)
                      + f" | {ratio_r} | {ratio_m} |")
@@ -228,9 +235,26 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
                  "corpus and a new training seed), with the mean wall time per run. "
                  "Cue floor: a regressor on the cue's noise-free latent signals, fitted "
                  "on ample simulated recordings (in brackets: ridge on the cue's channel "
-                 "fitted on the corpus's number of training recordings); see "
+                 "fitted on the corpus's number of training recordings, and on its train + "
+                 "dev recordings); as a ratio, to the mean predictor on the same simulated "
+                 "recordings, which is the one to hold against a row's / mean ratio (a "
+                 "corpus's own test recordings give a different mean predictor); see "
                  "depressionmlp/cue_floor.py.")
     return "\n".join(lines) + "\n"
+
+
+def floor_cells(f: dict | None) -> str:
+    """The two table cells of one cue floor: ``floor (at size / at pooled size)`` and
+    the same as ratios to the simulation's mean predictor."""
+    if not f:
+        return "- | -"
+    keys = [k for k in ("floor_at_size", "floor_at_pooled") if k in f]
+    sizes = " / ".join(f"{f[k]:.2f}" for k in keys)
+    cell = f"{f['floor']:.2f} ({sizes})"
+    if "mean_predictor" not in f:
+        return cell + " | -"
+    ratios = " / ".join(f"{f[k] / f['mean_predictor']:.2f}x" for k in keys)
+    return cell + f" | {f['floor'] / f['mean_predictor']:.2f}x ({ratios})"
 
 
 def main(argv=None) -> int:

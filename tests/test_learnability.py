@@ -494,11 +494,16 @@ def test_suite_rows_and_table():
                for s in (0, 1)}
     md = learnability.to_markdown(results)
     line = next(l for l in md.splitlines() if l.startswith("| static"))
-    assert "| 2 | 3.00 | - | 11.00 |" in line
+    assert "| 2 | 3.00 | - | - | 11.00 |" in line
     floors = {"static": {"floor": 4.25, "floor_at_size": 5.5}}
     line = next(l for l in learnability.to_markdown(results, floors).splitlines()
                 if l.startswith("| static"))
-    assert "| 2 | 3.00 | 4.25 (5.50) | 11.00 |" in line
+    assert "| 2 | 3.00 | 4.25 (5.50) | - | 11.00 |" in line
+    # with the pooled size and the simulation's mean predictor: both, and as ratios
+    floors["static"].update(floor_at_pooled=5.0, mean_predictor=12.5)
+    line = next(l for l in learnability.to_markdown(results, floors).splitlines()
+                if l.startswith("| static"))
+    assert "| 2 | 3.00 | 4.25 (5.50 / 5.00) | 0.34x (0.44x / 0.40x) | 11.00 |" in line
     assert "7.50 ± 0.50 (1 s)" in line and "6.50 ± 0.50 (60 s)" in line
     assert line.rstrip().endswith(f"| {6.5 / 7.5:.2f} | {6.5 / 11:.2f} |")
     for s in (0, 1):                   # with the pooled ridge: a ratio to it as well
@@ -558,11 +563,13 @@ def test_each_cue_reaches_only_its_channel(cue, other):
 
 def test_cue_floor_sits_between_the_noise_floor_and_the_mean_predictor():
     from depressionmlp.cue_floor import cue_floor
-    r = cue_floor("static", 56, n_sim=320, n_draws=3, label_noise_sd=3.0)
+    r = cue_floor("static", 56, n_sim=320, n_draws=3, label_noise_sd=3.0, n_pooled=200)
     assert abs(r["noise_floor"] - 3.0) < 0.5, r
     assert r["noise_floor"] < r["floor"] < 0.6 * r["mean_predictor"], r
     assert r["floor"] < r["floor_at_size"] < r["mean_predictor"], r
-    assert (r["n_test"], r["n_train"]) == (80, 56)
+    # more recordings for the same ridge: lower, still above the ample-data floor
+    assert r["floor"] < r["floor_at_pooled"] < r["floor_at_size"], r
+    assert (r["n_test"], r["n_train"], r["n_pooled"]) == (80, 56, 200)
 
 
 def test_suite_cue_floors_are_computed_once_and_reused(tmp_path, monkeypatch):
@@ -577,3 +584,12 @@ def test_suite_cue_floors_are_computed_once_and_reused(tmp_path, monkeypatch):
     assert len(lines) == 1 and "static" in lines[0]
     monkeypatch.setattr(cue_floor, "cue_floor", lambda *a, **k: pytest.fail("recomputed"))
     assert learnability.ensure_cue_floors(tmp_path, ["static"], "long", {"static": 30}) == floors
+    monkeypatch.undo()                  # a saved floor without the pooled size is redone ...
+    again = learnability.ensure_cue_floors(tmp_path, ["static"], "long", {"static": 30},
+                                           n_sim=120, log=lines.append,
+                                           n_pooled={"static": 45})["static"]
+    assert again["n_pooled"] == 45 and again["floor_at_size"] == r["floor_at_size"]
+    assert "at 45 (train + dev)" in lines[-1]
+    monkeypatch.setattr(cue_floor, "cue_floor", lambda *a, **k: pytest.fail("recomputed"))
+    assert learnability.ensure_cue_floors(            # ... once
+        tmp_path, ["static"], "long", {"static": 30}, n_pooled={"static": 45})["static"] == again

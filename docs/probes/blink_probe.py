@@ -21,7 +21,15 @@ and test held out, as the default protocol's cross-fitted members pool them:
    segment with one Dense over the F x K outputs. ``POOL`` sets what comes after the
    segments: ``score`` (default) the mean of segment scores as above; ``link`` that mean
    through a small trained function of it (x + Dense(8, gelu) -> 1); ``features`` the
-   mean of 8 segment features through Dense(16, gelu) -> 1 (plus a linear term).
+   mean of 8 segment features through Dense(16, gelu) -> 1 (plus a linear term);
+   ``logmean`` a linear function of the logs of the recording means of ``LOGMEAN_K``
+   (default 2) softplus segment features: a ratio of two means (a blink's mean length
+   is closed frames over blinks) is a difference of logs, which no function of one
+   mean of segment scores can form.
+   ``POSTLINK=1`` passes the test scores through the package's recording link
+   (``train.recording_link = "quadratic"``) fitted to the pooled recordings' scores
+   after training (in sample, where the package fits it out of fold); with
+   ``POOL=link`` the trained link is then used in training only and dropped after.
    ``EVENTS=linear`` fits the events line on rate and length instead of their logs.
 
 Run: ``.venv/bin/python docs/probes/blink_probe.py blink-long-s0 blink-s0 ...``
@@ -44,6 +52,8 @@ JITTER = float(os.environ.get("JITTER", "1.0"))
 SHARED = int(os.environ.get("SHARED", "0"))
 HIDDEN = int(os.environ.get("HIDDEN", "16"))
 POOL = os.environ.get("POOL", "score")
+LOGMEAN_K = int(os.environ.get("LOGMEAN_K", "2"))
+POSTLINK = os.environ.get("POSTLINK", "0") == "1"
 EVENTS_LOG = os.environ.get("EVENTS", "log") == "log"
 M, STRIDE, STEP = 18, 9, 5
 
@@ -118,12 +128,16 @@ def segment_net(recs, au45_only, seed):
         h = keras.layers.Dense(32, activation="gelu")(h)
         h = keras.layers.Dense(32, activation="gelu")(h)
     w = m_in / ops.sum(m_in, axis=1, keepdims=True)           # mean over the segments
-    if POOL == "features":
+    if POOL == "logmean":                       # log of the mean of K positive features
+        f = ops.sum(w[..., None] * keras.layers.Dense(LOGMEAN_K, activation="softplus")(h), axis=1)
+        s = keras.layers.Dense(1)(ops.log(f + 1e-3))[:, 0]
+    elif POOL == "features":
         f = ops.sum(w[..., None] * keras.layers.Dense(8)(h), axis=1)
         s = (keras.layers.Dense(1)(keras.layers.Dense(16, activation="gelu")(f))
              + keras.layers.Dense(1)(f))[:, 0]
     else:
         s = ops.sum(w * keras.layers.Dense(1)(h)[..., 0], axis=1)
+        pre_link = s
         if POOL == "link":
             z = s[:, None]
             s = (keras.layers.Dense(1)(z)
@@ -139,7 +153,17 @@ def segment_net(recs, au45_only, seed):
             draws[k, rng.choice(int(mask[i].sum()), 8)] = 1
         model.train_on_batch([X[idx], draws], y[idx])
     test = np.flatnonzero(~fit)
-    return rmse(model.predict([X[test], mask[test]], verbose=0), y[test])
+    if POOL == "link" and POSTLINK:             # the trained link only in training
+        model = keras.Model([x_in, m_in], pre_link * y_sd + y_mean)
+    pred = model.predict([X[test], mask[test]], verbose=0)
+    if POSTLINK:                                # the package's link, fitted after training
+        from depressionmlp.metrics import apply_recording_link
+        from depressionmlp.train import fit_recording_link
+        z = model.predict([X[train], mask[train]], verbose=0).reshape(-1)
+        sign = 1.0 if np.corrcoef(z, y[train])[0, 1] >= 0 else -1.0   # a trained link
+        link = fit_recording_link(sign * z, y[train])                  # may decrease
+        pred = apply_recording_link(link, sign * pred.reshape(-1))
+    return rmse(pred, y[test])
 
 
 if __name__ == "__main__":
