@@ -16,6 +16,7 @@ suite corpus if needed (``learnability.ensure_corpus``), run the default row as
 these files. Each run is a full default run: about 3-7 minutes on 2 CPU cores.
 
 Run: ``.venv/bin/python docs/probes/suite_scores.py --out outputs/suite_scores blink:short:0``
+(``--override '{"model": {...}}'`` runs the default with those config overrides).
 """
 import argparse
 import json
@@ -33,6 +34,8 @@ def main():
     p.add_argument("jobs", nargs="+", metavar="CUE:SIZE:SEED")
     p.add_argument("--out", type=Path, default=Path("outputs/suite_scores"))
     p.add_argument("--suite-root", type=Path, default=Path("data/learnability"))
+    p.add_argument("--override", type=json.loads, default=None, metavar="JSON",
+                   help='config overrides of the default row, e.g. \'{"model": {...}}\'')
     args = p.parse_args()
     captured = {}
     view_scores = train.view_scores
@@ -50,7 +53,7 @@ def main():
         learnability.ensure_corpus(args.suite_root, cue, int(seed), size)
         root = learnability.corpus_root(args.suite_root, cue, int(seed), size)
         row = learnability.run_row({"model": {"name": "DG+MG+Linear"}}, "default", root,
-                                   int(seed), args.out / "runs" / dst.stem)
+                                   int(seed), args.out / "runs" / dst.stem, args.override)
         run = Path(row["run_dir"])
         cfg = json.loads((run / "config.json").read_text())
         settings = train.SegmentSettings.from_dict(cfg["resolved"]["segment"])
