@@ -97,10 +97,13 @@ AU_LEVELS = ("keep", "interleave")
 STANDARDIZE_MODES = (False, True, "column", "split")
 
 
-def allowed_input_sets(name: str) -> tuple[str, ...]:
-    """Input sets a model accepts: fusion models need all three streams."""
+def allowed_input_sets(name: str, stream_blocks: bool = True) -> tuple[str, ...]:
+    """Input sets a model accepts: fusion models need all three streams, unless
+    ``stream_blocks`` is False (no blocks and no fusion: Eq. 19-20 read any set)."""
     _check_name(name)
-    return tuple(INPUT_SETS) if MODEL_PARTS[name][1] is None else ("all",)
+    if MODEL_PARTS[name][1] is None or not stream_blocks:
+        return tuple(INPUT_SETS)
+    return ("all",)
 
 
 def _check_name(name):
@@ -108,8 +111,10 @@ def _check_name(name):
         raise ValueError(f"Unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}.")
 
 
-def _resolve_inputs(name, inputs):
-    """Input-set key ('xy' | 'au' | 'all') or the matching tuple of stream names."""
+def resolve_inputs(name, inputs, stream_blocks: bool = True) -> str:
+    """The input-set key ('xy' | 'au' | 'all') of ``inputs`` (a key or the matching
+    tuple of stream names) for model ``name``; a ValueError names a set it does not
+    accept (see :func:`allowed_input_sets`)."""
     key = inputs
     if isinstance(inputs, (list, tuple)):
         matches = [k for k, v in INPUT_SETS.items() if tuple(inputs) == v]
@@ -118,13 +123,14 @@ def _resolve_inputs(name, inputs):
         raise ValueError(
             f"Unknown input set {inputs!r}; allowed: "
             + ", ".join(f"{k!r} {v}" for k, v in INPUT_SETS.items()) + ".")
-    allowed = allowed_input_sets(name)
+    allowed = allowed_input_sets(name, stream_blocks)
     if key not in allowed:
         raise ValueError(
             f"Model {name!r} does not accept inputs={key!r}: it fuses keypoint and AU "
             f"streams and needs all three; allowed input sets: {', '.join(allowed)}. "
             f"Models that accept 'xy' or 'au': "
-            f"{', '.join(n for n in MODEL_NAMES if MODEL_PARTS[n][1] is None)}.")
+            f"{', '.join(n for n in MODEL_NAMES if MODEL_PARTS[n][1] is None)}, "
+            f"or any model with stream_blocks = false.")
     return key
 
 
@@ -183,7 +189,8 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
     Args:
         name: one of :data:`MODEL_NAMES` (default "DG+MG+Linear" = DepressionMLP).
         inputs: ``"xy"``, ``"au"`` or ``"all"`` (or the tuple of stream names
-            in :data:`INPUT_SETS`). The four fusion models accept only "all".
+            in :data:`INPUT_SETS`). The four fusion models accept only "all"
+            (any set with ``stream_blocks = False``: nothing is fused).
         segment_length: M, frames per segment (18). Must be even for the
             DG / CLG / CFG blocks.
         n_points: N, columns per stream (68). Must be even for DG / CLG / CFG.
@@ -205,10 +212,10 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
             fewer than three streams, or odd M / N for a gating block.
     """
     _check_name(name)
-    key = _resolve_inputs(name, inputs)
     opts = _resolve_options(options)
     if not isinstance(opts["stream_blocks"], bool):
         raise ValueError(f"stream_blocks must be true or false, got {opts['stream_blocks']!r}.")
+    key = resolve_inputs(name, inputs, opts["stream_blocks"])
     block, fusion = MODEL_PARTS[name]
     for what, value in (("segment_length", segment_length), ("n_points", n_points)):
         if int(value) != value or int(value) < 1:
@@ -239,29 +246,52 @@ def build_model(name: str = "DG+MG+Linear", inputs="all", segment_length: int = 
 MEMBER_NAME = "member_{}"
 
 
-def ensemble_model(members: list, name: str = "ensemble", weights=None) -> keras.Model:
+def ensemble_model(members: list, name: str = "ensemble", weights=None,
+                   streams=None) -> keras.Model:
     """The mean score of ``members`` (``train.ensemble``): one functional model
     holding the K member models, named ``member_0`` ... ``member_{K-1}``.
 
     Args:
-        members: K >= 2 models with the same input dict {stream: (batch, M, N)} and
-            a (batch, 1) score each, named :data:`MEMBER_NAME` (unique names).
+        members: K >= 2 models, each with an input dict {stream: (batch, M, N)} of
+            its own streams (views may read different streams, e.g. a view on the
+            AUs alone) and a (batch, 1) score, named :data:`MEMBER_NAME` (unique
+            names).
         name: the ensemble model's name.
         weights: None (the plain mean, ``keras.layers.Average``) or K floats >= 0
             summing to 1 (:class:`~depressionmlp.layers.WeightedMean`,
             ``train.member_weights = "fit"``).
+        streams: the ensemble's input streams (the run's, a superset of what the
+            members read; one no member reads is an unused input); default: every
+            stream some member reads. Each member is called on its own streams.
 
     Returns:
-        ``keras.Model``, the same inputs, output (batch, 1) = mean of the K scores,
+        ``keras.Model``, inputs {stream: (batch, M, N)} for ``streams`` (in
+        :data:`INPUT_SETS` order), output (batch, 1) = mean of the K scores,
         named "score".
     """
     from depressionmlp.layers import WeightedMean
-    inputs = {s: keras.Input(shape=tuple(t.shape[1:]), name=s, dtype="float32")
-              for s, t in members[0].input.items()}
-    scores = [m(inputs) for m in members]
+    shapes = {}
+    for m in members:
+        shapes.update({s: tuple(t.shape[1:]) for s, t in m.input.items()})
+    wanted = set(shapes if streams is None else streams)
+    missing = sorted(set(shapes) - wanted)
+    if missing:
+        raise ValueError(f"ensemble_model: members read {missing}, not among the "
+                         f"ensemble's streams {sorted(wanted)}.")
+    # a stream no member reads stays an (unused) input: the streams share (M, N)
+    inputs = {s: keras.Input(shape=shapes.get(s, next(iter(shapes.values()))), name=s,
+                             dtype="float32")
+              for s in INPUT_SETS["all"] if s in wanted}
+    scores = [m({s: inputs[s] for s in input_streams(m)}) for m in members]
     combine = (keras.layers.Average(name="score", dtype="float32") if weights is None else
                WeightedMean(weights, name="score", dtype="float32"))
     return keras.Model(inputs, combine(scores), name=name)
+
+
+def input_streams(model: keras.Model) -> tuple[str, ...]:
+    """The streams a model reads ({"R_X", "R_Y", "R_AU"} names of its input dict),
+    in :data:`INPUT_SETS` order."""
+    return tuple(s for s in INPUT_SETS["all"] if s in model.input)
 
 
 def ensemble_members(model: keras.Model) -> list:

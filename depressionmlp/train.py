@@ -272,7 +272,7 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
                                 f"got {t['select']!r}")
     if t["select"] == "calibrated" and t["calibrate"] != "slope":
         raise DataError(source, "train.select = 'calibrated' needs train.calibrate = 'slope'")
-    _check_member_model(t["member_model"], source)
+    _check_member_model(t["member_model"], cfg["model"], source)
     if "member_model" in config.get("train", {}) and "member_step_scale" not in config["train"]:
         t["member_step_scale"] = None    # the config's own views, without budgets of their own
     _check_step_scale(t["member_step_scale"], t["member_model"], t["steps"], source)
@@ -394,18 +394,35 @@ def _check_keys(config, defaults, source, prefix=""):
             _check_keys(v, defaults[k], source, f"{prefix}{k}.")
 
 
-def _check_member_model(entries, source):
-    from depressionmlp.models import DEFAULT_OPTIONS
+def _check_member_model(entries, model, source):
+    """``train.member_model``: a list of [model] tables over the run's ``model``; a
+    view may read a subset of the run's streams (``inputs``), where its model
+    accepts that set (a fusion model only with ``stream_blocks = false``)."""
+    from depressionmlp.models import DEFAULT_OPTIONS, INPUT_SETS, resolve_inputs
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise DataError(source, f"train.member_model must be a list of [model] tables, "
                                 f"got {entries!r}")
-    for e in entries:
-        if {"name", "inputs"} & set(e):
-            raise DataError(source, "train.member_model may change model options, not the "
-                                    "model's name or inputs (the members share one input)")
-        unknown = sorted(set(e) - set(DEFAULT_OPTIONS))
+    run_inputs = model.get("inputs", "all")
+    for v, e in enumerate(entries):
+        if "name" in e:
+            raise DataError(source, "train.member_model may change model options and inputs, "
+                                    "not the model's name (the views share one architecture)")
+        unknown = sorted(set(e) - set(DEFAULT_OPTIONS) - {"inputs"})
         if unknown:
             raise DataError(source, f"train.member_model: unknown model option(s) {unknown}")
+        if "inputs" not in e:
+            continue
+        within = [k for k, streams in INPUT_SETS.items()
+                  if set(streams) <= set(INPUT_SETS.get(run_inputs, ()))]
+        if e["inputs"] not in within:
+            raise DataError(source, f"train.member_model view {v}: inputs must be one of "
+                                    f"{within} (the input sets within the run's "
+                                    f"model.inputs = {run_inputs!r}), got {e['inputs']!r}")
+        try:
+            resolve_inputs(model["name"], e["inputs"],
+                           e.get("stream_blocks", model.get("stream_blocks", True)))
+        except ValueError as err:
+            raise DataError(source, f"train.member_model view {v}: {err}") from None
 
 
 def _check_step_scale(scale, entries, steps, source):
@@ -1155,10 +1172,12 @@ def member_tables(cfg: dict, tables: dict, train_table: SegmentTable, folds,
             d["select_split"]: pool.subset(np.flatnonzero(folds == fold))}
 
 
-def view_scores(members, layout, table: SegmentTable, folds, streams):
+def view_scores(members, layout, table: SegmentTable, folds):
     """Out-of-fold recording scores of each view: (ids (R,), P (R, V), true (R,)),
     P[r, v] the score of view v's member on recording r's fold (NaN where that fold
-    has no member of view v; ``folds``: (R,) fold of each of ``table``'s recordings)."""
+    has no member of view v; ``folds``: (R,) fold of each of ``table``'s recordings).
+    Each member reads its own streams."""
+    from depressionmlp.models import input_streams
     n_views = 1 + max(v for _, v in layout)
     rec_ids = table.recording_ids
     P = np.full((table.n_recordings, n_views), np.nan)
@@ -1169,7 +1188,7 @@ def view_scores(members, layout, table: SegmentTable, folds, streams):
         if idx.size:
             part = table.subset(idx)
             r_ids, r_pred, _ = metrics.aggregate_by_recording(
-                part.recording_ids[part.recording], predict_segments(member, part, streams),
+                part.recording_ids[part.recording], predict_segments(member, part, input_streams(member)),
                 part.labels)
             P[[where[r] for r in r_ids], view] = r_pred
     return np.asarray(rec_ids), P, true
@@ -1297,14 +1316,14 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
     weights = None                                  # the plain mean of the members
     if folds is not None:     # out-of-fold scores of the pooled recordings, train first
         pool = SegmentTable.concat([train_table, tables[d["select_split"]]])
-        ids, P, y = view_scores(members, layout, pool, folds, streams)
+        ids, P, y = view_scores(members, layout, pool, folds)
     if t["member_weights"] == "fit":
         view_weights = fit_view_weights(P, y)
         weights = [float(view_weights[v]) / t["ensemble"] for _, v in layout]
         for r, w in zip(records, weights):
             r["weight"] = w
     model = ensemble_model(members, name=f"{cfg['model']['name'].replace('+', '_')}_ensemble",
-                           weights=weights)
+                           weights=weights, streams=streams)
     member_params = trainable_params(members[0])
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams), "scale": scale,
                        "params": member_params, "params_total": trainable_params(model),

@@ -113,6 +113,48 @@ def test_fitted_view_weights_train_every_view_on_every_fold_and_weigh_them_out_o
                                atol=1e-3)
 
 
+def test_a_view_on_the_aus_alone_joins_the_fused_models_ensemble(corpus, tmp_path, capsys):
+    """A view with its own input streams (``inputs = "au"``, no blocks): its members
+    read R_AU alone; the saved ensemble (loaded safely) takes the run's three streams
+    and scores sum_j w_j member_j, each member on its own streams; `predict` and the
+    exported SavedModel agree with it."""
+    au = {"inputs": "au", "stream_blocks": False, "head_hidden": 4}
+    cfg = _config(corpus, ensemble=2, member_split="cross", member_model=[{}, au],
+                  member_weights="fit")
+    run_dir, result = train.train(cfg, out_base=tmp_path)
+    members = [train.load_model_file(run_dir / f"members/{j}/best.keras") for j in range(4)]
+    from depressionmlp.models import ensemble_members, input_streams
+    assert [input_streams(m) for m in members] == [("R_X", "R_Y", "R_AU")] * 2 + [("R_AU",)] * 2
+    model, rcfg = train.load_run(run_dir)
+    assert input_streams(model) == ("R_X", "R_Y", "R_AU")
+    assert rcfg["resolved"]["streams"] == ["R_X", "R_Y", "R_AU"]
+    assert [input_streams(m) for m in ensemble_members(model)] == [
+        input_streams(m) for m in members]
+    tables = train.load_tables(rcfg, train.segment_settings(rcfg), ["test"])
+    x = {s: tables["test"].arrays[s][:7] for s in ("R_X", "R_Y", "R_AU")}
+    each = [np.asarray(m({s: x[s] for s in input_streams(m)}, training=False)).reshape(-1)
+            for m in members]
+    want = sum(r["weight"] * e for r, e in zip(result["members"], each))
+    got = model.predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert np.abs(each[2] - each[0]).max() > 1e-3                # two readings
+    assert min(result["view_weights"]) < 1.0 and len(result["view_weights"]) == 2
+    src = next(s for s in discover("synthetic", corpus) if s.split == "test")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run_dir), "--openface", src.path, "--json"]) == 0
+    test = {line.split(",")[0]: float(line.split(",")[3])
+            for line in (run_dir / "predictions_test.csv").read_text().splitlines()[1:]}
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(
+        test[src.recording_id], abs=3e-3)
+    import tensorflow as tf
+    from depressionmlp.export import export_run
+    paths = export_run(run_dir, tmp_path / "export")
+    loaded = tf.saved_model.load(str(paths["saved_model"]))    # kept: serve reads its variables
+    served = loaded.serve(x)
+    served = served if not isinstance(served, dict) else next(iter(served.values()))
+    np.testing.assert_allclose(np.asarray(served).reshape(-1), got, rtol=1e-4, atol=1e-3)
+
+
 def test_fit_view_weights_is_the_convex_least_squares_fit():
     """Three views against a brute-force simplex grid; a view far off the labels gets 0; a view
     equal to the labels gets all the weight."""

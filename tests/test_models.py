@@ -107,6 +107,26 @@ def test_fusion_models_need_all_streams(name, inputs):
     assert "gMLP+Linear" in str(err.value) and "DG+Linear" in str(err.value)
 
 
+@pytest.mark.parametrize("inputs, streams", [("xy", ("R_X", "R_Y")), ("au", ("R_AU",))])
+def test_without_blocks_a_fusion_model_reads_any_input_set(inputs, streams):
+    """stream_blocks = False: nothing is fused, so Eq. 19-20 read any set; an ensemble
+    of such a view and a fused one takes the union of their streams, and one whose
+    members read a stream outside ``streams`` is an error."""
+    from depressionmlp.models import MEMBER_NAME, ensemble_model, input_streams
+    view = build_model("DG+MG+Linear", inputs, 6, 4, stream_blocks=False,
+                       model_name=MEMBER_NAME.format(1))
+    assert input_streams(view) == streams and view.get_layer("score").num_streams == len(streams)
+    fused = build_model("DG+MG+Linear", "all", 6, 4, model_name=MEMBER_NAME.format(0))
+    x = {s: np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
+         for s in ("R_X", "R_Y", "R_AU")}
+    both = ensemble_model([fused, view])
+    assert input_streams(both) == ("R_X", "R_Y", "R_AU")
+    want = (np.asarray(fused(x)) + np.asarray(view({s: x[s] for s in streams}))) / 2
+    np.testing.assert_allclose(np.asarray(both(x)), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"members read \['R_X', 'R_Y'\], not among"):
+        ensemble_model([fused, view], streams=("R_AU",))
+
+
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="Unknown model .*allowed: gMLP\\+Linear"):
         build_model("DG+MG")

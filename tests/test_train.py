@@ -955,12 +955,33 @@ def test_a_single_model_ignores_cross_and_the_default_protocol_cross_fits_ensemb
 @pytest.mark.parametrize("member_model, ensemble, message", [
     ({"keypoint_levels": "speed"}, 3, "must be a list of \\[model\\] tables"),
     ([{"keypoint_level": "speed"}], 3, "unknown model option\\(s\\) \\['keypoint_level'\\]"),
-    ([{"inputs": "xy"}], 3, "not the model's name or inputs"),
+    ([{"name": "DG+Linear"}], 3, "not the model's name"),
+    ([{}, {"inputs": "au"}], 3, "view 1: Model 'DG\\+MG\\+Linear' does not accept "
+                                "inputs='au'.*stream_blocks = false"),
+    ([{}, {"inputs": "both", "stream_blocks": False}], 3,
+     "view 1: inputs must be one of \\['xy', 'au', 'all'\\]"),
 ])
 def test_member_model_is_checked(member_model, ensemble, message):
     with pytest.raises(DataError, match=message):
         train.resolve_config({"train": {"ensemble": ensemble, "member_model": member_model}},
                              "x.toml")
+
+
+def test_a_views_inputs_must_lie_within_the_runs():
+    """A view reads the run's streams or a subset of them: an AU view of a keypoint
+    run is an error naming the sets it may read; a blockless AU view of the fused
+    model resolves, and its member reads the AUs alone."""
+    with pytest.raises(DataError, match="view 1: inputs must be one of \\['xy'\\] "
+                                        "\\(the input sets within the run's model.inputs "
+                                        "= 'xy'\\), got 'au'"):
+        train.resolve_config({"model": {"name": "DG+Linear", "inputs": "xy"},
+                              "train": {"member_model": [{}, {"inputs": "au"}]}}, "x.toml")
+    views = [{}, {"inputs": "au", "stream_blocks": False}]
+    cfg = train.resolve_config({"train": {"member_model": views}}, "x.toml")
+    assert cfg["train"]["member_model"] == views
+    assert [train.model_streams(train.member_config(cfg, j))
+            for j in range(len(train.member_layout(cfg)))] == (
+        [("R_X", "R_Y", "R_AU")] * 3 + [("R_AU",)] * 3)
 
 
 def test_demo_report_names_an_ensembles_members():
