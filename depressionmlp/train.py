@@ -275,7 +275,8 @@ def resolve_config(config: dict, source: str = "config", protocol: str | None = 
     _check_member_model(t["member_model"], cfg["model"], source)
     if "member_model" in config.get("train", {}) and "member_step_scale" not in config["train"]:
         t["member_step_scale"] = None    # the config's own views, without budgets of their own
-    _check_step_scale(t["member_step_scale"], t["member_model"], t["steps"], source)
+    _check_step_scale(t["member_step_scale"], t["member_model"], t["steps"], t["ensemble"],
+                      source)
     keep = t["member_views"]
     t["member_model"] = _kept_views(t["member_model"], keep, source)
     if t["member_step_scale"] is not None:
@@ -425,13 +426,14 @@ def _check_member_model(entries, model, source):
             raise DataError(source, f"train.member_model view {v}: {err}") from None
 
 
-def _check_step_scale(scale, entries, steps, source):
+def _check_step_scale(scale, entries, steps, ensemble, source):
     """``train.member_step_scale``: null, or one positive number per view, scaling a
     step budget (checked where there are views: a protocol without them, e.g. the
-    paper's, has none to budget)."""
+    paper's, has none to budget; one model, e.g. a config with views under the paper
+    protocol, trains its epochs or steps unscaled when it has no step budget)."""
     if scale is None or not entries:
         return
-    if steps is None:
+    if steps is None and ensemble >= 2:
         raise DataError(source, "train.member_step_scale scales train.steps: set a step "
                                 "budget (train.steps), not an epoch count")
     if (not isinstance(scale, list) or len(scale) != len(entries)

@@ -238,6 +238,27 @@ def test_the_fitted_views_experiment_config_resolves_to_six_models_of_two_views(
     assert "6 such models (2 views x 3 folds)" in settings_line(cfg)
 
 
+def test_the_stream_views_config_adds_a_column_view_per_stream_to_the_defaults():
+    """experiments/dg_mg_stream_views.toml: the default's three views, then the column
+    view on the AUs alone and on the keypoints alone (15 models), each column view at
+    3.75 x the default's steps; under the paper protocol it is one model."""
+    from pathlib import Path
+
+    from depressionmlp.runs import load_config
+    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_stream_views.toml"
+    cfg = train.resolve_config(load_config(path), str(path))
+    default = train.resolve_config({}, "x.toml")
+    assert cfg["train"]["member_model"][:3] == default["train"]["member_model"]
+    assert train.member_layout(cfg) == [(j % 3, j // 3) for j in range(15)]
+    members = [train.member_config(cfg, j) for j in range(15)]
+    assert [train.model_streams(m) for m in members[::3]] == [
+        ("R_X", "R_Y", "R_AU")] * 3 + [("R_AU",), ("R_X", "R_Y")]
+    assert [m["train"]["steps"] for m in members[::3]] == [1600, 1600, 6000, 6000, 6000]
+    assert all(m["model"]["stream_blocks"] is False for m in members[6:])
+    paper = train.resolve_config(load_config(path), str(path), protocol="paper")
+    assert len(train.member_layout(paper)) == 1
+
+
 def test_the_default_protocols_third_view_reads_every_column_without_blocks():
     """The default protocol's view 2 skips the blocks and the fusion (Eq. 19 with a
     hidden layer of 16, then Eq. 20): 9 models, view 2 on folds 0-2 as members 6-8."""
