@@ -635,6 +635,7 @@ class SegmentPredictor:
 
     def __init__(self, model, table: SegmentTable, streams, batch_size: int = 256,
                  jit_compile: bool = False, forward=None):
+        streams = [s for s in streams if s in model.input]      # a view reads its own
         self.model, self.n = model, table.n_segments
         # views into the table's arrays (no second copy of a large dev set in memory)
         self.batches = [{s: table.arrays[s][i:i + batch_size] for s in streams}
@@ -655,7 +656,7 @@ def inference_function(model, table: SegmentTable, streams, jit_compile: bool = 
     """The model's forward pass (training=False) as one ``tf.function`` with a free
     batch dimension, for the inputs of ``table`` (its streams' segment shapes)."""
     spec = {s: tf.TensorSpec((None,) + table.arrays[s].shape[1:], tf.float32)
-            for s in streams}
+            for s in streams if s in model.input}
     # a partial, not a lambda: TensorFlow counts traces per code object, so the
     # one trace of each new predictor would add up to its retracing warning in a
     # process that trains many runs (the learnability suite, make report)

@@ -138,6 +138,11 @@ def test_a_view_on_the_aus_alone_joins_the_fused_models_ensemble(corpus, tmp_pat
     got = model.predict(x, verbose=0).reshape(-1)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     assert np.abs(each[2] - each[0]).max() > 1e-3                # two readings
+    import warnings
+    with warnings.catch_warnings():                  # given every stream, a view reads its own
+        warnings.simplefilter("error")
+        seg = train.predict_segments(members[2], tables["test"], ("R_X", "R_Y", "R_AU"))
+    np.testing.assert_allclose(seg[:7], each[2], rtol=1e-5, atol=1e-4)
     assert min(result["view_weights"]) < 1.0 and len(result["view_weights"]) == 2
     src = next(s for s in discover("synthetic", corpus) if s.split == "test")
     capsys.readouterr()

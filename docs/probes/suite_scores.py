@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from depressionmlp import learnability, metrics, train  # noqa: E402
+from depressionmlp.models import input_streams  # noqa: E402
 
 
 def main():
@@ -57,15 +58,15 @@ def main():
         run = Path(row["run_dir"])
         cfg = json.loads((run / "config.json").read_text())
         settings = train.SegmentSettings.from_dict(cfg["resolved"]["segment"])
-        streams, layout = train.model_streams(cfg), train.member_layout(cfg)
+        layout = train.member_layout(cfg)
         test = train.load_tables(cfg, settings, ["test"])["test"]
         views = 1 + max(v for _, v in layout)
         Q, count = 0.0, np.zeros(views)
         for j, (_, view) in enumerate(layout):
             model = train.load_model_file(run / "members" / str(j) / "best.keras")
+            seg = train.predict_segments(model, test, input_streams(model))   # its own streams
             _, pred, yt = metrics.aggregate_by_recording(
-                test.recording_ids[test.recording], train.predict_segments(model, test, streams),
-                test.labels)
+                test.recording_ids[test.recording], seg, test.labels)
             Q = Q + np.eye(views)[view] * pred[:, None]
             count[view] += 1
         ids, P, y = captured.pop("pool")
