@@ -76,6 +76,8 @@ def cmd_learnability(args) -> int:
             "--seeds", *map(str, args.seeds), "--size", args.size]
     if args.rows:
         argv += ["--rows", *args.rows]
+    if args.config:
+        argv += ["--config", *args.config]
     return learnability.main(argv) or 0
 
 
@@ -339,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", choices=["short", "long"], default="short",
                    help="corpus size: short (56 training recordings of 30-50 s) or long "
                         "(25 training subjects, 150-240 s); use a separate --out")
+    s.add_argument("--config", nargs="+", metavar="TOML",
+                   help="experiment configs to add as rows, each under its protocol "
+                        "(e.g. experiments/dg_mg_stream_views.toml)")
 
     s = add_command(sub, "report", "every table and figure of the paper: trains what is "
                                    "missing, writes report.md + PNGs (make report)", cmd_report)

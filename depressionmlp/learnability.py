@@ -12,7 +12,11 @@ corpus and a new training seed each), and trains on each, on the same split:
 - the classical references (StatsRidge and its sparse twin StatsLasso,
   :mod:`depressionmlp.classical`),
 - DG+MG+Linear under the default protocol and under the paper's protocol,
-- the Table III single-stream model (DG+Linear) on the stream that carries the cue.
+- the Table III single-stream model (DG+Linear) on the stream that carries the cue,
+- any experiment config given with ``--config`` (e.g.
+  ``experiments/dg_mg_stream_views.toml``), as a row of its own under its protocol,
+  with its ratios to the ridge and the mean predictor: a variant measured against the
+  same references on the same corpora.
 
 Results go to ``<out>/results.json`` (one row per corpus x seed x model, reused
 on a rerun, so a killed suite continues), ``<out>/cue_floors.json`` (one per cue)
@@ -72,6 +76,31 @@ def model_rows(cue: str) -> list[tuple[str, dict, str | None]]:
                      {"model": {"name": "DG+Linear", "inputs": inputs},
                       "train": {"member_views": [0, 1]}}, "default"))
     return rows
+
+
+#: keys of an experiment config that the suite sets itself (:func:`config_row`)
+SUITE_SETS = {"data": ("corpus", "data_root"), "train": ("seed",)}
+
+
+def config_row(path) -> tuple[str, dict, str]:
+    """An experiment config as a suite row: (its ``name``, else the file's stem; the
+    config without the corpus, data root and seed, which the suite sets; its
+    ``protocol``, else "default"). Checked here (``train.resolve_config``), so a bad
+    config fails before any corpus is built; a DataError names the file."""
+    from depressionmlp.errors import DataError
+    from depressionmlp.runs import load_config
+    from depressionmlp.train import resolve_config
+    cfg = load_config(path)
+    protocol = cfg.pop("protocol", None) or "default"
+    name = str(cfg.get("name", Path(path).stem))
+    if name in {n for n, _, _ in model_rows("static") + model_rows("motion")}:
+        raise DataError(path, f"config name {name!r} is one of the suite's own rows; "
+                              f"give the config another name")
+    for table, keys in SUITE_SETS.items():
+        if isinstance(cfg.get(table), dict):
+            cfg[table] = {k: v for k, v in cfg[table].items() if k not in keys}
+    resolve_config(cfg, str(path), protocol)
+    return name, cfg, protocol
 
 
 def corpus_root(data_root: Path, cue: str, seed: int, size: str = "short") -> Path:
@@ -136,8 +165,13 @@ def ensure_cue_floors(out: Path, cues, size: str, n_train: dict, n_sim: int | No
 
 
 def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SUITE_CUES,
-              seeds=(0, 1, 2), rows=None, overrides=None, log=print, size="short") -> dict:
-    """Run (or continue) the suite; returns the results dict also written to disk."""
+              seeds=(0, 1, 2), rows=None, overrides=None, log=print, size="short",
+              configs=()) -> dict:
+    """Run (or continue) the suite; returns the results dict also written to disk.
+    ``configs``: experiment config files, each a row of its own (:func:`config_row`),
+    run whatever ``rows`` selects."""
+    extra = [config_row(c) for c in configs]
+    from_config = {name: str(path) for (name, _, _), path in zip(extra, configs)}
     out, data_root = Path(out), Path(data_root)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
@@ -154,13 +188,15 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
             entry = results.setdefault(key, {"cue": cue, "seed": seed, "rows": {}})
             entry["noise_floor"] = manifest["noise_floor"]["test"]["rmse"]
             entry["mean_predictor"] = manifest["mean_predictor_rmse"]["test"]["rmse"]
-            for name, cfg, protocol in model_rows(cue):
-                if rows is not None and name not in rows:
+            for name, cfg, protocol in model_rows(cue) + extra:
+                if rows is not None and name not in rows and name not in from_config:
                     continue
                 if name in entry["rows"]:
                     continue
                 root = corpus_root(data_root, cue, seed, size)
                 r = run_row(cfg, protocol, root, seed, out / "runs" / root.name, overrides)
+                if name in from_config:
+                    r["config"] = from_config[name]
                 entry["rows"][name] = r
                 log(f"{key:<22} {name:<24} test RMSE {r['test_rmse']:6.2f}  "
                     f"(mean {entry['mean_predictor']:.2f}, floor {entry['noise_floor']:.2f})"
@@ -181,6 +217,8 @@ def summarize(results: dict) -> dict:
         c["mean"].append(entry["mean_predictor"])
         for name, r in entry["rows"].items():
             row = c["rows"].setdefault(name, {"rmse": [], "seconds": []})
+            if "config" in r:
+                row["config"] = r["config"]
             row["rmse"].append(r["test_rmse"])
             row["seconds"].append(r["seconds"])
     return by_cue
@@ -195,12 +233,15 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
         names += [n for n in c["rows"] if n not in names]
     pooled = POOLED_RIDGE in names
     lasso = "StatsLasso" in names
+    from_config = [n for n in names if any("config" in c["rows"].get(n, {})
+                                           for c in by_cue.values())]
     head = ("| corpus (cue) | seeds | noise floor | cue floor (at size) | cue floor / its mean "
             "predictor | mean predictor | "
             + " | ".join(names) + " | DG+MG default / ridge |"
             + (" DG+MG default / ridge train+dev |" if pooled else "")
             + (" DG+MG default / lasso |" if lasso else "")
-            + " DG+MG default / mean |")
+            + " DG+MG default / mean |"
+            + "".join(f" {n} / ridge | {n} / mean |" for n in from_config))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for cue, c in by_cue.items():
         cells = []
@@ -226,6 +267,11 @@ def to_markdown(results: dict, floors: dict | None = None) -> str:
             ratio_r += (f" | {np.mean(dg['rmse']) / np.mean(la['rmse']):.2f}"
                         if la and dg else " | -")
         ratio_m = f"{np.mean(dg['rmse']) / np.mean(c['mean']):.2f}" if dg else "-"
+        for n in from_config:                       # a config row: its own two ratios
+            x = c["rows"].get(n)
+            ratio_m += (f" | {np.mean(x['rmse']) / np.mean(ridge['rmse']):.2f}"
+                        if x and ridge else " | -")
+            ratio_m += f" | {np.mean(x['rmse']) / np.mean(c['mean']):.2f}" if x else " | -"
         cue_cell = floor_cells(floors.get(cue))
         lines.append(f"| {cue} | {len(c['seeds'])} | {np.mean(c['floor']):.2f} | {cue_cell} | "
                      f"{np.mean(c['mean']):.2f} | " + " | ".join(cells)
@@ -267,10 +313,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", nargs="+", help="only these rows (default: all)")
     ap.add_argument("--size", choices=sorted(SIZES), default="short",
                     help="corpus size (see SIZES; default: short); use a separate --out")
+    ap.add_argument("--config", nargs="+", default=[], metavar="TOML",
+                    help="experiment configs to add as rows (each under its protocol)")
     args = ap.parse_args(argv)
     t0 = time.time()
     results = run_suite(args.out, args.data_root, args.cues, args.seeds, args.rows,
-                        size=args.size)
+                        size=args.size, configs=args.config)
     floors = json.loads((Path(args.out) / "cue_floors.json").read_text())
     print(to_markdown(results, floors))
     print(f"suite wall time {time.time() - t0:.0f} s; results in {args.out}")

@@ -593,3 +593,56 @@ def test_suite_cue_floors_are_computed_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(cue_floor, "cue_floor", lambda *a, **k: pytest.fail("recomputed"))
     assert learnability.ensure_cue_floors(            # ... once
         tmp_path, ["static"], "long", {"static": 30}, n_pooled={"static": 45})["static"] == again
+
+
+def test_an_experiment_config_is_a_suite_row_of_its_own(tmp_path, monkeypatch, capsys):
+    """--config: the config's name, its protocol and its own settings, without the corpus,
+    data root and seed that the suite sets; it runs whatever --rows selects, and the
+    table gives its ratios to the ridge and the mean predictor. A bad config fails
+    before anything is built, naming its file."""
+    cfg = tmp_path / "variant.toml"
+    cfg.write_text('name = "wide-head"\nprotocol = "default"\n[model]\nname = "DG+MG+Linear"\n'
+                   'head_hidden = 8\n[data]\ncorpus = "avec2013"\n[train]\nseed = 7\n'
+                   'steps = 300\n')
+    name, row, protocol = learnability.config_row(cfg)
+    assert (name, protocol) == ("wide-head", "default")
+    assert row == {"name": "wide-head", "model": {"name": "DG+MG+Linear", "head_hidden": 8},
+                   "data": {}, "train": {"steps": 300}}
+    calls = []
+    manifest = {"recordings": [{"split": s} for s in ("train",) * 4 + ("dev",) * 2],
+                "noise_floor": {"test": {"rmse": 3.0}},
+                "mean_predictor_rmse": {"test": {"rmse": 11.0}}}
+    monkeypatch.setattr(learnability, "ensure_corpus", lambda *a, **k: manifest)
+    monkeypatch.setattr(learnability, "ensure_cue_floors", lambda *a, **k: {})
+
+    def fake_run_row(c, prot, root, seed, out, overrides=None):
+        calls.append((c["model"]["name"], prot, seed))
+        rmse = {"StatsRidge": 8.0, "DG+MG+Linear": 5.5 if "head_hidden" in c["model"] else 6.0}
+        return {"test_rmse": rmse[c["model"]["name"]] + seed, "seconds": 2.0}
+    monkeypatch.setattr(learnability, "run_row", fake_run_row)
+    results = learnability.run_suite(tmp_path / "out", tmp_path / "data", cues=("static",),
+                                     seeds=(0, 1), rows=["StatsRidge", "DG+MG default"],
+                                     log=lambda *_: None, configs=[cfg])
+    assert calls == [("StatsRidge", "default", 0), ("DG+MG+Linear", "default", 0),
+                     ("DG+MG+Linear", "default", 0)] + [
+        ("StatsRidge", "default", 1), ("DG+MG+Linear", "default", 1),
+        ("DG+MG+Linear", "default", 1)]
+    assert results["static/s0"]["rows"]["wide-head"]["config"] == str(cfg)
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "| DG+MG default / mean | wide-head / ridge | wide-head / mean |" in md
+    line = next(l for l in md.splitlines() if l.startswith("| static"))
+    assert line.rstrip().endswith(f"| {6.5 / 11:.2f} | {6.0 / 8.5:.2f} | {6.0 / 11:.2f} |")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[train]\nmember_model = [{name = "DG+Linear"}]\n')
+    with pytest.raises(DataError, match="bad.toml.*not the model's name"):
+        learnability.run_suite(tmp_path / "out2", tmp_path / "data", configs=[bad])
+    clash = tmp_path / "clash.toml"
+    clash.write_text('name = "StatsRidge"\n')
+    with pytest.raises(DataError, match="one of the suite's own rows"):
+        learnability.config_row(clash)
+    assert not (tmp_path / "out2").exists()
+    from depressionmlp.cli import main
+    capsys.readouterr()
+    assert main(["learnability", "--out", str(tmp_path / "out3"), "--config", str(bad)]) != 0
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and "Traceback" not in err and not (tmp_path / "out3").exists()
