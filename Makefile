@@ -102,11 +102,12 @@ report: venv
 # {noise floor, cue floor, mean predictor, StatsRidge, DG+MG default, DG+MG paper, single
 # stream} x seeds.
 # SIZE=long: 25 training subjects with 150-240 s recordings (learnability.SIZES).
-# CONFIG=experiments/X.toml [...]: each config a row of its own, against the same references.
+# CONFIG=experiments/X.toml [...]: each config a row of its own, against the same references
+# (PROTOCOL=paper|default: the protocol of those rows).
 learnability: venv
 	$(PY) -m depressionmlp learnability --out $(OUT)/learnability$(if $(filter long,$(SIZE)),-long) \
 	  --data-root $(DATA_ROOT)/learnability --seeds $(SEEDS) $(if $(SIZE),--size $(SIZE)) \
-	  $(if $(CONFIG),--config $(CONFIG))
+	  $(if $(CONFIG),--config $(CONFIG) $(PROTOCOL_ARG))
 
 sweep-m: venv
 	$(call run_configs,sweep-m-$(CORPUS),$(wildcard experiments/fig4_m*.toml))

@@ -78,6 +78,8 @@ def cmd_learnability(args) -> int:
         argv += ["--rows", *args.rows]
     if args.config:
         argv += ["--config", *args.config]
+    if args.protocol:
+        argv += ["--protocol", args.protocol]
     return learnability.main(argv) or 0
 
 
@@ -344,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", nargs="+", metavar="TOML",
                    help="experiment configs to add as rows, each under its protocol "
                         "(e.g. experiments/dg_mg_stream_views.toml)")
+    s.add_argument("--protocol", choices=["default", "paper"],
+                   help="the protocol of the --config rows (default: each config's own)")
 
     s = add_command(sub, "report", "every table and figure of the paper: trains what is "
                                    "missing, writes report.md + PNGs (make report)", cmd_report)

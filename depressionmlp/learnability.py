@@ -82,17 +82,19 @@ def model_rows(cue: str) -> list[tuple[str, dict, str | None]]:
 SUITE_SETS = {"data": ("corpus", "data_root"), "train": ("seed",)}
 
 
-def config_row(path) -> tuple[str, dict, str]:
-    """An experiment config as a suite row: (its ``name``, else the file's stem; the
-    config without the corpus, data root and seed, which the suite sets; its
-    ``protocol``, else "default"). Checked here (``train.resolve_config``), so a bad
-    config fails before any corpus is built; a DataError names the file."""
+def config_row(path, protocol: str | None = None) -> tuple[str, dict, str]:
+    """An experiment config as a suite row: ("<its name, else the file's stem>
+    <protocol>"; the config without the corpus, data root and seed, which the suite
+    sets; the protocol: ``protocol``, else the config's, else "default", as ``train``
+    chooses). Checked here (``train.resolve_config``), so a bad config fails before any
+    corpus is built; a DataError names the file."""
     from depressionmlp.errors import DataError
     from depressionmlp.runs import load_config
     from depressionmlp.train import resolve_config
     cfg = load_config(path)
-    protocol = cfg.pop("protocol", None) or "default"
-    name = str(cfg.get("name", Path(path).stem))
+    protocol = protocol or cfg.pop("protocol", None) or "default"
+    cfg.pop("protocol", None)
+    name = f"{cfg.get('name', Path(path).stem)} {protocol}"
     if name in {n for n, _, _ in model_rows("static") + model_rows("motion")}:
         raise DataError(path, f"config name {name!r} is one of the suite's own rows; "
                               f"give the config another name")
@@ -166,11 +168,11 @@ def ensure_cue_floors(out: Path, cues, size: str, n_train: dict, n_sim: int | No
 
 def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SUITE_CUES,
               seeds=(0, 1, 2), rows=None, overrides=None, log=print, size="short",
-              configs=()) -> dict:
+              configs=(), protocol=None) -> dict:
     """Run (or continue) the suite; returns the results dict also written to disk.
-    ``configs``: experiment config files, each a row of its own (:func:`config_row`),
-    run whatever ``rows`` selects."""
-    extra = [config_row(c) for c in configs]
+    ``configs``: experiment config files, each a row of its own (:func:`config_row`,
+    under ``protocol`` where given), run whatever ``rows`` selects."""
+    extra = [config_row(c, protocol) for c in configs]
     from_config = {name: str(path) for (name, _, _), path in zip(extra, configs)}
     out, data_root = Path(out), Path(data_root)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,10 +317,12 @@ def main(argv=None) -> int:
                     help="corpus size (see SIZES; default: short); use a separate --out")
     ap.add_argument("--config", nargs="+", default=[], metavar="TOML",
                     help="experiment configs to add as rows (each under its protocol)")
+    ap.add_argument("--protocol", choices=["default", "paper"],
+                    help="the protocol of the --config rows (default: each config's own)")
     args = ap.parse_args(argv)
     t0 = time.time()
     results = run_suite(args.out, args.data_root, args.cues, args.seeds, args.rows,
-                        size=args.size, configs=args.config)
+                        size=args.size, configs=args.config, protocol=args.protocol)
     floors = json.loads((Path(args.out) / "cue_floors.json").read_text())
     print(to_markdown(results, floors))
     print(f"suite wall time {time.time() - t0:.0f} s; results in {args.out}")

@@ -605,7 +605,8 @@ def test_an_experiment_config_is_a_suite_row_of_its_own(tmp_path, monkeypatch, c
                    'head_hidden = 8\n[data]\ncorpus = "avec2013"\n[train]\nseed = 7\n'
                    'steps = 300\n')
     name, row, protocol = learnability.config_row(cfg)
-    assert (name, protocol) == ("wide-head", "default")
+    assert (name, protocol) == ("wide-head default", "default")
+    assert learnability.config_row(cfg, "paper")[::2] == ("wide-head paper", "paper")
     assert row == {"name": "wide-head", "model": {"name": "DG+MG+Linear", "head_hidden": 8},
                    "data": {}, "train": {"steps": 300}}
     calls = []
@@ -627,9 +628,10 @@ def test_an_experiment_config_is_a_suite_row_of_its_own(tmp_path, monkeypatch, c
                      ("DG+MG+Linear", "default", 0)] + [
         ("StatsRidge", "default", 1), ("DG+MG+Linear", "default", 1),
         ("DG+MG+Linear", "default", 1)]
-    assert results["static/s0"]["rows"]["wide-head"]["config"] == str(cfg)
+    assert results["static/s0"]["rows"]["wide-head default"]["config"] == str(cfg)
     md = (tmp_path / "out" / "table.md").read_text()
-    assert "| DG+MG default / mean | wide-head / ridge | wide-head / mean |" in md
+    assert ("| DG+MG default / mean | wide-head default / ridge | wide-head default / mean |"
+            in md)
     line = next(l for l in md.splitlines() if l.startswith("| static"))
     assert line.rstrip().endswith(f"| {6.5 / 11:.2f} | {6.0 / 8.5:.2f} | {6.0 / 11:.2f} |")
     bad = tmp_path / "bad.toml"
@@ -637,7 +639,7 @@ def test_an_experiment_config_is_a_suite_row_of_its_own(tmp_path, monkeypatch, c
     with pytest.raises(DataError, match="bad.toml.*not the model's name"):
         learnability.run_suite(tmp_path / "out2", tmp_path / "data", configs=[bad])
     clash = tmp_path / "clash.toml"
-    clash.write_text('name = "StatsRidge"\n')
+    clash.write_text('name = "DG+MG"\n')
     with pytest.raises(DataError, match="one of the suite's own rows"):
         learnability.config_row(clash)
     assert not (tmp_path / "out2").exists()
