@@ -190,13 +190,14 @@ def run_suite(out="outputs/learnability", data_root="data/learnability", cues=SU
             entry = results.setdefault(key, {"cue": cue, "seed": seed, "rows": {}})
             entry["noise_floor"] = manifest["noise_floor"]["test"]["rmse"]
             entry["mean_predictor"] = manifest["mean_predictor_rmse"]["test"]["rmse"]
-            for name, cfg, protocol in model_rows(cue) + extra:
+            for name, cfg, row_protocol in model_rows(cue) + extra:
                 if rows is not None and name not in rows and name not in from_config:
                     continue
                 if name in entry["rows"]:
                     continue
                 root = corpus_root(data_root, cue, seed, size)
-                r = run_row(cfg, protocol, root, seed, out / "runs" / root.name, overrides)
+                r = run_row(cfg, row_protocol, root, seed, out / "runs" / root.name,
+                            overrides)
                 if name in from_config:
                     r["config"] = from_config[name]
                 entry["rows"][name] = r

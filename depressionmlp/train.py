@@ -1175,12 +1175,11 @@ def member_tables(cfg: dict, tables: dict, train_table: SegmentTable, folds,
             d["select_split"]: pool.subset(np.flatnonzero(folds == fold))}
 
 
-def view_scores(members, layout, table: SegmentTable, folds):
+def view_scores(members, layout, table: SegmentTable, folds, streams):
     """Out-of-fold recording scores of each view: (ids (R,), P (R, V), true (R,)),
     P[r, v] the score of view v's member on recording r's fold (NaN where that fold
     has no member of view v; ``folds``: (R,) fold of each of ``table``'s recordings).
-    Each member reads its own streams."""
-    from depressionmlp.models import input_streams
+    Each member reads its own of ``streams`` (:class:`SegmentPredictor`)."""
     n_views = 1 + max(v for _, v in layout)
     rec_ids = table.recording_ids
     P = np.full((table.n_recordings, n_views), np.nan)
@@ -1191,7 +1190,7 @@ def view_scores(members, layout, table: SegmentTable, folds):
         if idx.size:
             part = table.subset(idx)
             r_ids, r_pred, _ = metrics.aggregate_by_recording(
-                part.recording_ids[part.recording], predict_segments(member, part, input_streams(member)),
+                part.recording_ids[part.recording], predict_segments(member, part, streams),
                 part.labels)
             P[[where[r] for r in r_ids], view] = r_pred
     return np.asarray(rec_ids), P, true
@@ -1319,7 +1318,7 @@ def _train_ensemble(cfg, tables, train_table, settings, run_dir, source, callbac
     weights = None                                  # the plain mean of the members
     if folds is not None:     # out-of-fold scores of the pooled recordings, train first
         pool = SegmentTable.concat([train_table, tables[d["select_split"]]])
-        ids, P, y = view_scores(members, layout, pool, folds)
+        ids, P, y = view_scores(members, layout, pool, folds, streams)
     if t["member_weights"] == "fit":
         view_weights = fit_view_weights(P, y)
         weights = [float(view_weights[v]) / t["ensemble"] for _, v in layout]
