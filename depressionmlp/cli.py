@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(25 training subjects, 150-240 s); use a separate --out")
     s.add_argument("--config", nargs="+", metavar="TOML",
                    help="experiment configs to add as rows, each under its protocol "
-                        "(e.g. experiments/dg_mg_stream_views.toml)")
+                        "(e.g. experiments/dg_mg_three_views.toml)")
     s.add_argument("--protocol", choices=["default", "paper"],
                    help="the protocol of the --config rows (default: each config's own)")
 

@@ -82,6 +82,15 @@ def _floor(floor, split):
     return v
 
 
+def _view_list(views: list[int]) -> str:
+    """'view 2', 'views 2-4' (consecutive) or 'views 0, 2'."""
+    if len(views) == 1:
+        return f"view {views[0]}"
+    if views == list(range(views[0], views[-1] + 1)):
+        return f"views {views[0]}-{views[-1]}"
+    return "views " + ", ".join(map(str, views))
+
+
 def settings_line(cfg: dict) -> str:
     """The protocol and the settings that differ from the paper's, in words."""
     from depressionmlp.train import scaled_steps
@@ -133,8 +142,11 @@ def settings_line(cfg: dict) -> str:
         notes.append(f"{t['lr_schedule']} learning-rate decay")
     if t.get("steps"):
         scale = t.get("member_step_scale") or []
-        other = [f"view {v}: {scaled_steps(t['steps'], x)}" for v, x in enumerate(scale)
-                 if scaled_steps(t["steps"], x) != t["steps"]]
+        budgets = {}                       # steps -> the views that train them
+        for v, x in enumerate(scale):
+            if scaled_steps(t["steps"], x) != t["steps"]:
+                budgets.setdefault(scaled_steps(t["steps"], x), []).append(v)
+        other = [f"{_view_list(views)}: {steps}" for steps, views in budgets.items()]
         notes.append(f"{t['steps']} steps" + (f" a model ({', '.join(other)})" if other else "")
                      + f", dev evaluation every {t.get('eval_every')} steps")
     if t.get("calibrate", "none") != "none":

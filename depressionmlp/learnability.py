@@ -14,7 +14,7 @@ corpus and a new training seed each), and trains on each, on the same split:
 - DG+MG+Linear under the default protocol and under the paper's protocol,
 - the Table III single-stream model (DG+Linear) on the stream that carries the cue,
 - any experiment config given with ``--config`` (e.g.
-  ``experiments/dg_mg_stream_views.toml``), as a row of its own under its protocol,
+  ``experiments/dg_mg_three_views.toml``), as a row of its own under its protocol,
   with its ratios to the ridge and the mean predictor: a variant measured against the
   same references on the same corpora.
 

@@ -243,33 +243,58 @@ def test_the_fitted_views_experiment_config_resolves_to_six_models_of_two_views(
     assert "6 such models (2 views x 3 folds)" in settings_line(cfg)
 
 
-def test_the_stream_views_config_adds_a_column_view_per_stream_to_the_defaults():
-    """experiments/dg_mg_stream_views.toml: the default's three views, then the column
-    view on the AUs alone and on the keypoints alone (15 models), each column view at
-    3.75 x the default's steps; under the paper protocol it is one model."""
+def test_the_default_adds_a_column_view_per_stream_and_the_three_view_config_drops_them():
+    """The default protocol's views 3 and 4: the column view on the AUs alone and on
+    the keypoints alone (15 models), each at 3.75 x the steps and given only its
+    stream. experiments/dg_mg_three_views.toml is the previous default (views 0-2, nine
+    models, the same members and seeds); under the paper protocol it is one model."""
     from pathlib import Path
 
     from depressionmlp.runs import load_config
-    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_stream_views.toml"
-    cfg = train.resolve_config(load_config(path), str(path))
-    default = train.resolve_config({}, "x.toml")
-    assert cfg["train"]["member_model"][:3] == default["train"]["member_model"]
+    cfg = train.resolve_config({}, "x.toml")
     assert train.member_layout(cfg) == [(j % 3, j // 3) for j in range(15)]
     members = [train.member_config(cfg, j) for j in range(15)]
     assert [train.model_streams(m) for m in members[::3]] == [
         ("R_X", "R_Y", "R_AU")] * 3 + [("R_AU",), ("R_X", "R_Y")]
     assert [m["train"]["steps"] for m in members[::3]] == [1600, 1600, 6000, 6000, 6000]
     assert all(m["model"]["stream_blocks"] is False for m in members[6:])
+    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_three_views.toml"
+    three = train.resolve_config(load_config(path), str(path))
+    assert three["train"]["member_model"] == cfg["train"]["member_model"][:3]
+    assert three["train"]["member_step_scale"] == [1, 1, 3.75]
+    for j in range(9):                        # the default's first nine members
+        m = train.member_config(three, j)
+        assert (m["model"], m["train"]) == (members[j]["model"], members[j]["train"]), j
     paper = train.resolve_config(load_config(path), str(path), protocol="paper")
     assert len(train.member_layout(paper)) == 1
 
 
+def test_a_run_of_one_stream_keeps_the_protocol_views_that_apply_to_it():
+    """On a run of the AUs (or the keypoints) alone the default's AU view would repeat
+    view 2 and its keypoint view would have nothing to read: the protocol's views 0-2
+    remain, with their step budgets; a config's own view that cannot read its run's
+    streams is still an error."""
+    for inputs, streams in (("au", ("R_AU",)), ("xy", ("R_X", "R_Y"))):
+        cfg = train.resolve_config({"model": {"name": "DG+Linear", "inputs": inputs}}, "x.toml")
+        assert len(cfg["train"]["member_model"]) == 3, inputs
+        assert cfg["train"]["member_step_scale"] == [1, 1, 3.75]
+        assert {train.model_streams(train.member_config(cfg, j)) for j in range(9)} == {streams}
+    table3 = train.resolve_config({"model": {"name": "DG+Linear", "inputs": "xy"},
+                                   "train": {"member_views": [0, 1]}}, "x.toml")
+    assert len(train.member_layout(table3)) == 6
+    assert train.protocol_views([{}, {"inputs": "au"}], [1, 2], ("R_X", "R_Y", "R_AU")) == (
+        [{}, {"inputs": "au"}], [1, 2])
+    with pytest.raises(DataError, match="view 1: inputs must be one of \\['xy'\\]"):
+        train.resolve_config({"model": {"name": "DG+Linear", "inputs": "xy"},
+                              "train": {"member_model": [{}, {"inputs": "au"}]}}, "x.toml")
+
+
 def test_the_default_protocols_third_view_reads_every_column_without_blocks():
     """The default protocol's view 2 skips the blocks and the fusion (Eq. 19 with a
-    hidden layer of 16, then Eq. 20): 9 models, view 2 on folds 0-2 as members 6-8."""
+    hidden layer of 16, then Eq. 20): view 2 on folds 0-2 as members 6-8."""
     from depressionmlp.demo import settings_line
     cfg = train.resolve_config({}, "x.toml")
-    assert train.member_layout(cfg) == [(j % 3, j // 3) for j in range(9)]
+    assert train.member_layout(cfg)[:9] == [(j % 3, j // 3) for j in range(9)]
     column = train.member_config(cfg, 6)
     assert (column["model"]["stream_blocks"], column["model"]["head_hidden"],
             column["model"]["au_levels"]) == (False, 16, "interleave")
@@ -279,7 +304,7 @@ def test_the_default_protocols_third_view_reads_every_column_without_blocks():
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 3 * (18 * 16 + 16 + 16 + 1) + 3 * 68 + 1 == 1_168   # the head alone
     assert not any(l.name.endswith(("_dg", "mutual_guidance")) for l in model.layers)
-    assert "9 such models (3 views x 3 folds)" in settings_line(cfg)
+    assert "15 such models (5 views x 3 folds)" in settings_line(cfg)
 
 
 def test_the_ablation_configs_keep_the_views_with_blocks():
@@ -306,11 +331,11 @@ def test_the_ablation_configs_keep_the_views_with_blocks():
     assert picked["member_model"] == [default[2], default[0]]
 
 
-@pytest.mark.parametrize("keep", [[], [0, 0], [3], [-1], [True], "0", [0.0]])
+@pytest.mark.parametrize("keep", [[], [0, 0], [5], [-1], [True], "0", [0.0]])
 def test_member_views_are_checked(keep):
     with pytest.raises(DataError, match="train.member_views must be a non-empty list of "
                                         "distinct indices into train.member_model \\(which "
-                                        "has 3 entries\\)"):
+                                        "has 5 entries\\)"):
         train.resolve_config({"train": {"member_views": keep}}, "x.toml")
 
 
