@@ -103,7 +103,8 @@ DEFAULT_CONFIG = {
         # runs K steps in one traced loop, which saves the per-step Python dispatch
         # and, with jit_compile, lets the input pipeline keep up; the same steps and
         # draws either way. Runs use gcd(K, steps between dev evaluations), so an
-        # evaluation always falls on a boundary (recorded in resolved.steps_per_execution)
+        # evaluation always falls on a boundary, and 1 under a strategy of several
+        # replicas (keras-team/keras#19246); recorded in resolved.steps_per_execution
         "steps_per_execution": 1,
         # step budget: null = epochs x balanced-epoch steps (the paper); a number =
         # that many optimiser steps, the balanced draws continuing across epochs
@@ -883,7 +884,7 @@ class EpochSummaries(keras.callbacks.Callback):
 
     Written eagerly after each period, so the traced train step never sees a summary
     writer: Keras' own ``TensorBoard`` callback halved the default protocol's steps/s
-    on a CPU (131.6 -> 77.6 at steps_per_execution = 25, XLA on).
+    on a CPU (131.6 -> 77.6 at 25 steps per call, XLA on).
     """
 
     def __init__(self, log_dir, steps_per_epoch: int):
@@ -983,7 +984,11 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
     if t["select"] == "last":               # one evaluation period: the whole budget
         eval_every = total_steps
     n_evals = int(math.ceil(total_steps / eval_every))
-    per_call = math.gcd(t["steps_per_execution"], eval_every)
+    replicas = int(strategy.num_replicas_in_sync)
+    # K steps per call run in a traced while loop; under a strategy of several replicas
+    # Keras' loop fails with "You must feed a value for placeholder tensor"
+    # (keras-team/keras#19246), so such a run takes one step per call
+    per_call = math.gcd(t["steps_per_execution"], eval_every) if replicas == 1 else 1
     with scope(), scaling.precision_policy(precision):
         model = build_model_from_config(cfg, settings)
         from depressionmlp.models import adapt_inputs
@@ -996,7 +1001,6 @@ def train(config: dict, *, out_base="outputs/runs", resume_dir=None, tables=None
         # Built here, not lazily inside the first traced step: a variable created
         # while tracing makes TensorFlow trace the whole train step a second time.
         model.optimizer.build(model.trainable_variables)
-    replicas = int(strategy.num_replicas_in_sync)
 
     cfg["resolved"] = {"segment": settings.to_dict(), "streams": list(streams),
                        "scale": scale, "params": trainable_params(model),

@@ -102,7 +102,9 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
     restoring (a strategy.scope() object cannot be entered twice), once per ensemble
     member (2 here, one per view, not the protocol's 3 folds x 3 views, to keep the test
     short), and metrics.json
-    records 2 replicas."""
+    records 2 replicas. Each member takes one step per call: the protocol's 200, cut to
+    gcd(200, 2) = 2 by the evaluation every 2 steps, fails in Keras' multi-step loop
+    under a strategy of two replicas (keras-team/keras#19246)."""
     synth.generate_corpus(tmp_path / "data" / "synthetic", n_subjects=12, seed=4,
                           duration_s=(8, 10), cue="static")
     sys.path.insert(0, str(ROOT / "tests"))
@@ -114,7 +116,7 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
         split_cpu(2)
         from depressionmlp import train as D
         from hmhn import train as H
-        _, a = D.train({{"name": "d", "model": {{"name": "DG+MG+Linear", "inputs": "all"}},
+        run_a, a = D.train({{"name": "d", "model": {{"name": "DG+MG+Linear", "inputs": "all"}},
                         "data": {{"corpus": "synthetic", "data_root": "{tmp_path / 'data'}",
                                  "cache_dir": ""}},
                         "train": {{"steps": 4, "eval_every": 2, "seed": 0, "verbose": 0,
@@ -126,11 +128,13 @@ def test_both_trainers_train_on_two_replicas(tmp_path):
                                  "frames_per_video": 3}},
                         "train": {{"epochs": 1, "batch_size": 8, "verbose": 0,
                                   "distribute": "mirrored"}}}}, out_base="{tmp_path / 'h'}")
+        per_call = [json.loads((run_a / "members" / str(k) / "config.json").read_text())
+                    ["resolved"]["steps_per_execution"] for k in range(2)]
         print(json.dumps([[r["distribute"], r["replicas"], r["splits"]["test"]["n"]]
-                          for r in (a, b)] + [len(a["members"])]))
+                          for r in (a, b)] + [len(a["members"]), per_call]))
         """)
-    (d, h, members) = json.loads(out.strip().splitlines()[-1])
-    assert members == 2
+    (d, h, members, per_call) = json.loads(out.strip().splitlines()[-1])
+    assert members == 2 and per_call == [1, 1]
     assert d[:2] == ["mirrored", 2] and h[:2] == ["mirrored", 2]
     assert d[2] > 0 and h[2] == 3
 

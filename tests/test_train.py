@@ -385,14 +385,14 @@ def _tb_scalars(log_dir) -> dict:
 
 
 def test_steps_per_execution_changes_nothing_but_the_dispatch(corpus, uninterrupted, tmp_path):
-    """The same 60 steps run one per call (``uninterrupted``: the default protocol's 25,
-    cut to gcd(25, 15) = 5 by the evaluation every 15 steps) and one at a time: the same
+    """The same 60 steps run one per call (``uninterrupted``: the default protocol's 200,
+    cut to gcd(200, 15) = 5 by the evaluation every 15 steps) and one at a time: the same
     dev curve and metrics, exactly; TensorBoard holds the history's numbers at the
     steps they were measured."""
     root, _ = corpus
     whole_dir, whole = uninterrupted
     cfg = json.loads((whole_dir / "config.json").read_text())
-    assert cfg["train"]["steps_per_execution"] == 25
+    assert cfg["train"]["steps_per_execution"] == 200
     assert cfg["resolved"]["steps_per_execution"] == 5
     assert cfg["resolved"]["jit_compile"] is False          # "auto" on a CPU
     assert cfg["resolved"]["partial_batches"] == "keep"     # "auto" without XLA
