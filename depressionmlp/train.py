@@ -766,11 +766,11 @@ class RecordingLevelSelection(keras.callbacks.Callback):
     metrics at recording level; keep the best model; commit the run's state.
 
     Adds ``dev_rmse``/``dev_mae`` to the epoch logs (so TensorBoard and
-    ``history.json`` get them), saves ``best.keras`` atomically when dev RMSE
-    improves, writes the weights and optimizer state to ``backup/`` and then
-    ``selection.json`` (the commit point of a resumable run, see the module
-    docstring; after an evaluation at most every ``commit_seconds`` and when training
-    ends), and stops on ``patience`` or on the wall-clock budget. The dev
+    ``history.json`` get them), keeps the weights when dev RMSE improves, and commits
+    (after an evaluation once ``commit_seconds`` have passed since the last commit, and
+    when training ends): ``best.keras`` atomically if the best changed since the last
+    commit, the weights and optimizer state to ``backup/``, then ``selection.json``
+    (the commit point of a resumable run, see the module docstring), and stops on ``patience`` or on the wall-clock budget. The dev
     segments are scored by a :class:`SegmentPredictor` built once (``predictor``,
     else on the first evaluation); the best weights are also kept in memory
     (``best_weights``) so the final evaluation needs no reload. With a moving
@@ -786,7 +786,7 @@ class RecordingLevelSelection(keras.callbacks.Callback):
         super().__init__()
         self.calibrated_about = calibrated_about
         self.commit_seconds, self.committed_at, self.uncommitted = float(commit_seconds), None, 0
-        self.predictor, self.best_weights = predictor, None
+        self.predictor, self.best_weights, self.best_unsaved = predictor, None, False
         self.eval_every = int(eval_every)
         self.table, self.streams, self.run_dir, self.scale = table, streams, Path(run_dir), scale
         self.patience, self.max_minutes = patience, max_minutes
@@ -846,10 +846,9 @@ class RecordingLevelSelection(keras.callbacks.Callback):
                                     [r["true"] for r in rows], self.calibrated_about)
             logs["dev_rmse_calibrated"] = entry["dev_rmse_calibrated"] = score
         improved = score < self.best
-        if improved:
+        if improved:                        # saved as best.keras at the next commit
             self.best, self.best_epoch = score, epoch
-            self.best_weights = self.model.get_weights()
-            save_model_atomic(self.model, self.run_dir / "best.keras")
+            self.best_weights, self.best_unsaved = self.model.get_weights(), True
         if raw is not None:                 # training (and the backup) go on from the raw
             self.model.set_weights(raw)
         self.history.append({"epoch": epoch + 1, "step": (epoch + 1) * self.eval_every,
@@ -864,6 +863,12 @@ class RecordingLevelSelection(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _commit(self, epochs: int) -> None:
+        if self.best_unsaved:           # best.keras: the best of the state committed here
+            current = self.model.get_weights()
+            self.model.set_weights(self.best_weights)
+            save_model_atomic(self.model, self.run_dir / "best.keras")
+            self.model.set_weights(current)
+            self.best_unsaved = False
         backup_dir = self.run_dir / "backup"
         backup_dir.mkdir(exist_ok=True)
         name = f"step-{epochs * self.eval_every:07d}.weights.h5"

@@ -269,6 +269,28 @@ def test_the_default_adds_a_column_view_per_stream_and_the_three_view_config_dro
     assert len(train.member_layout(paper)) == 1
 
 
+def test_the_fast_config_is_the_default_with_its_block_views_at_half_the_steps():
+    """experiments/dg_mg_fast.toml: the default's fifteen members (views, folds, seeds)
+    with views 0-1 at 800 steps and views 2-4 at 6,000; on a run of the keypoints alone
+    its views 3-4 drop out with their budgets, as the default's do."""
+    from pathlib import Path
+
+    from depressionmlp.runs import load_config, deep_update
+    path = Path(__file__).resolve().parent.parent / "experiments" / "dg_mg_fast.toml"
+    fast = train.resolve_config(load_config(path), str(path))
+    default = train.resolve_config(deep_update(load_config(path), {"train": {
+        "member_step_scale": [1, 1, 3.75, 3.75, 3.75]}}), str(path))
+    assert len(train.member_layout(fast)) == 15
+    for j in range(15):
+        m, d = train.member_config(fast, j), train.member_config(default, j)
+        assert m["model"] == d["model"] and m["train"]["seed"] == d["train"]["seed"], j
+        assert m["train"]["steps"] == (800 if j < 6 else 6000), j
+        assert d["train"]["steps"] == (1600 if j < 6 else 6000), j
+    xy = train.resolve_config(deep_update(load_config(path), {"model": {"inputs": "xy"}}),
+                              str(path))
+    assert xy["train"]["member_step_scale"] == [0.5, 0.5, 3.75]
+
+
 def test_a_run_of_one_stream_keeps_the_protocol_views_that_apply_to_it():
     """On a run of the AUs (or the keypoints) alone the default's AU view would repeat
     view 2 and its keypoint view would have nothing to read: the protocol's views 0-2
