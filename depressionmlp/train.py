@@ -770,10 +770,11 @@ class RecordingLevelSelection(keras.callbacks.Callback):
     (after an evaluation once ``commit_seconds`` have passed since the last commit, and
     when training ends): ``best.keras`` atomically if the best changed since the last
     commit, the weights and optimizer state to ``backup/``, then ``selection.json``
-    (the commit point of a resumable run, see the module docstring), and stops on ``patience`` or on the wall-clock budget. The dev
-    segments are scored by a :class:`SegmentPredictor` built once (``predictor``,
-    else on the first evaluation); the best weights are also kept in memory
-    (``best_weights``) so the final evaluation needs no reload. With a moving
+    (the commit point of a resumable run, see the module docstring), and stops on
+    ``patience`` or on the wall-clock budget. The dev segments are scored by a
+    :class:`SegmentPredictor` built once (``predictor``, else on the first evaluation);
+    the best weights are kept in memory (``best_weights``), so the final evaluation
+    needs no reload. With a moving
     average of the weights (``train.ema_momentum``) the averaged weights are
     evaluated, kept and saved; training and the backup continue from the raw ones.
     """

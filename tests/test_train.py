@@ -332,7 +332,8 @@ def test_commits_wait_commit_seconds_and_a_kill_before_the_first_resumes_from_th
     """train.commit_seconds: a commit (backup + selection.json) after an evaluation only
     once that many seconds have passed, and at the end: 4 commits at 0, 1 at 3600. A
     kill before the first commit leaves a run that resumes from step 0 and still ends
-    as the uninterrupted run (the committed state is the only state)."""
+    as the uninterrupted run (the committed state is the only state: no best.keras
+    either, which is written at commits)."""
     root, _ = corpus
     commits = []
     real = train.RecordingLevelSelection._commit
@@ -350,6 +351,7 @@ def test_commits_wait_commit_seconds_and_a_kill_before_the_first_resumes_from_th
     assert commits == []
     (run_dir,) = list((tmp_path / "killed").iterdir())
     assert not (run_dir / "selection.json").exists()
+    assert not (run_dir / "best.keras").exists()
     _, result = train.train(_short(root, commit_seconds=3600), resume_dir=run_dir)
     history = json.loads((run_dir / "history.json").read_text())
     want = json.loads((whole_dir / "history.json").read_text())
